@@ -1,0 +1,42 @@
+"""`python -m api` (or `chess-analysis-api`): serve the API with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from api.app import create_app
+from api.settings import ApiSettings
+from db import embedded
+from db.settings import DatabaseSettings
+
+log = logging.getLogger("api")
+
+GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
+def main() -> int:
+    """Entry point of `chess-analysis-api`."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = ApiSettings()
+    database_settings = DatabaseSettings()
+    url = embedded.resolve_url(database_settings.url, database_settings.data_dir)
+    app = create_app(settings, database_settings, url)
+    host = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0", "::") else settings.host
+    log.info("GraphiQL: http://%s:%d/graphql", host, settings.port)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

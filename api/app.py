@@ -1,0 +1,73 @@
+"""The ASGI application: FastAPI serving the GraphQL schema at /graphql.
+
+HTTP queries and mutations, WebSocket subscriptions over `graphql-transport-ws` and the
+legacy `graphql-ws`, and GraphiQL on GET /graphql from a browser.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from strawberry.fastapi import GraphQLRouter
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+
+from api.context import Context, Services
+from api.events import NotificationHub
+from api.schema import schema
+from api.settings import ApiSettings
+from api.validation import Limits
+from db.session import create_engine
+from db.settings import DatabaseSettings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: str) -> FastAPI:
+    """The application for the database at `url`; connections open in its lifespan."""
+    services: list[Services] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        database = create_engine(database_settings, url, application_name="chess-analysis-api")
+        hub = NotificationHub(url, database, ping_interval=settings.listen_ping_interval)
+        try:
+            await hub.start()
+            services.append(
+                Services(
+                    database=database,
+                    hub=hub,
+                    limits=Limits(
+                        max_moves_to_return=settings.max_moves_to_return,
+                        max_time_limit=settings.max_time_limit,
+                        max_depth_limit=settings.max_depth_limit,
+                    ),
+                )
+            )
+            yield
+        finally:
+            services.clear()
+            await hub.close()
+            await database.dispose()
+
+    async def context() -> Context:
+        return Context(services[0])
+
+    graphql = GraphQLRouter[Context, None](
+        schema,
+        path="/graphql",
+        context_getter=context,
+        graphql_ide="graphiql" if settings.graphiql else None,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+    )
+    app = FastAPI(title="Chess analysis", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.include_router(graphql)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/graphql")
+
+    return app

@@ -1,0 +1,34 @@
+"""What every resolver can reach: built per request from the process's services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from strawberry.fastapi import BaseContext
+from strawberry.types import Info
+
+from api.events import NotificationHub
+from api.validation import Limits
+
+
+@dataclass
+class Services:
+    """The long-lived parts of one API process, set up in the app's lifespan."""
+
+    database: AsyncEngine
+    hub: NotificationHub
+    limits: Limits
+
+
+class Context(BaseContext):
+    """Per-request context: the request (set by Strawberry) and the process's services."""
+
+    def __init__(self, services: Services) -> None:
+        super().__init__()
+        self.database = services.database
+        self.hub = services.hub
+        self.limits = services.limits
+
+
+ResolverInfo = Info[Context, None]

@@ -1,0 +1,110 @@
+"""Errors a client may see, and the shaping of every other error into a masked one.
+
+    ClientError                 (extensions.code)
+    ├── BadUserInputError       BAD_USER_INPUT       the request names a bad value
+    ├── NotFoundError           NOT_FOUND            no analysis has that id
+    └── ServiceUnavailableError SERVICE_UNAVAILABLE  the database cannot be reached now
+
+Anything else raised by a resolver is logged with its traceback and reaches the client
+as "Internal server error." with code INTERNAL_SERVER_ERROR.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+from strawberry.types import ExecutionContext
+
+from db.errors import DatabaseUnavailableError
+
+log = logging.getLogger(__name__)
+
+
+class ClientError(Exception):
+    """An error whose message is meant for the client."""
+
+    code = "INTERNAL_SERVER_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.extensions: dict[str, Any] = {"code": self.code}
+
+
+class BadUserInputError(ClientError):
+    """A value in the request is out of bounds or malformed; nothing was stored."""
+
+    code = "BAD_USER_INPUT"
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.extensions["field"] = field
+
+
+class NotFoundError(ClientError):
+    """No analysis has the given id."""
+
+    code = "NOT_FOUND"
+
+
+class ServiceUnavailableError(ClientError):
+    """The database cannot be reached right now; the client may retry."""
+
+    code = "SERVICE_UNAVAILABLE"
+
+
+def client_error(error: GraphQLError) -> ClientError | None:
+    """The client-facing error behind `error`, if its cause may be shown."""
+    cause = error.original_error
+    if isinstance(cause, ClientError):
+        return cause
+    if isinstance(cause, DatabaseUnavailableError):
+        return ServiceUnavailableError("the database is unavailable; retry shortly")
+    return None
+
+
+def raised_by_resolver(error: GraphQLError) -> bool:
+    """True for errors raised while resolving a field (not parse, validation or coercion)."""
+    return error.original_error is not None and error.path is not None
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    """True for errors raised by our code that the client must not see."""
+    return raised_by_resolver(error) and client_error(error) is None
+
+
+def log_unexpected(errors: list[GraphQLError], context: ExecutionContext | None) -> None:
+    """Log the errors the client will only see masked; client errors are not logged."""
+    operation = context.operation_name if context is not None else None
+    for error in errors:
+        if is_unexpected(error):
+            log.error(
+                "unexpected error in operation %s at %s",
+                operation or "(anonymous)",
+                error.path,
+                exc_info=error.original_error,
+            )
+
+
+class ShapeErrors(MaskErrors):
+    """Mask unexpected errors; give client errors their code; leave GraphQL's own alone."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=raised_by_resolver)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        shown = client_error(error)
+        if shown is None:
+            message, extensions = "Internal server error.", {"code": "INTERNAL_SERVER_ERROR"}
+        else:
+            message, extensions = str(shown), shown.extensions
+        return GraphQLError(
+            message=message,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions=extensions,
+        )

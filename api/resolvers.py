@@ -1,0 +1,52 @@
+"""What each GraphQL field does: validate, then call `db.queue`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from api import validation
+from api.context import ResolverInfo
+from api.errors import NotFoundError
+from api.types import Analysis, SubmitAnalysisInput
+from db import queue
+
+
+async def analysis(info: ResolverInfo, id: strawberry.ID) -> Analysis | None:
+    """The analysis with this id; null when there is none."""
+    row = await queue.get(info.context.database, validation.parse_id(id))
+    return None if row is None else Analysis.from_model(row)
+
+
+async def submit_analysis(info: ResolverInfo, input: SubmitAnalysisInput) -> Analysis:
+    """Store a position for analysis and return it at once (status QUEUED).
+
+    A position without legal moves is DONE at once with an empty result.
+    """
+    request = validation.validate_submission(
+        input.fen,
+        input.num_moves_to_return,
+        input.time_limit,
+        input.depth_limit,
+        info.context.limits,
+    )
+    return Analysis.from_model(await queue.enqueue(info.context.database, request))
+
+
+async def analysis_completed(
+    info: ResolverInfo,
+    id: strawberry.ID,
+) -> AsyncGenerator[Analysis, None]:
+    """Emit the analysis once it is DONE, FAILED or CANCELED (at once if it already is)."""
+    analysis_id = validation.parse_id(id)
+    database = info.context.database
+    with info.context.hub.waiter(analysis_id) as woken:
+        row = await queue.get(database, analysis_id)
+        while row is not None and not row.status.is_terminal:
+            await woken.wait()
+            woken.clear()
+            row = await queue.get(database, analysis_id)
+    if row is None:
+        raise NotFoundError(f"no analysis with id {analysis_id}")
+    yield Analysis.from_model(row)

@@ -1,0 +1,29 @@
+"""API settings, read from the environment by `chess-analysis-api`."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    """Where the API listens and which requests it accepts."""
+
+    model_config = SettingsConfigDict(env_prefix="API_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    """Interface to listen on; 0.0.0.0 to serve other machines."""
+    port: int = Field(
+        default=8000, ge=1, le=65535, validation_alias=AliasChoices("PORT", "API_PORT")
+    )
+    """TCP port."""
+    max_moves_to_return: int = Field(default=10, ge=1, le=500)
+    """Upper bound of `numMovesToReturn` (lines per result)."""
+    max_time_limit: float = Field(default=60.0, gt=0, le=3600)
+    """Upper bound of `timeLimit`, in seconds."""
+    max_depth_limit: int = Field(default=60, ge=1, le=245)
+    """Upper bound of `depthLimit`, in plies."""
+    listen_ping_interval: float = Field(default=5.0, gt=0, le=300)
+    """Seconds between checks that the LISTEN connection is alive."""
+    graphiql: bool = True
+    """Serve the GraphiQL IDE on GET /graphql."""

@@ -1,0 +1,98 @@
+"""GraphQL types, kept apart from the ORM model: each reads from it in `from_model`."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import strawberry
+
+from db import models
+
+
+@strawberry.enum(description="Where an analysis is in its life.")
+class AnalysisStatus(enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @classmethod
+    def from_model(cls, status: models.AnalysisStatus) -> AnalysisStatus:
+        return cls(status.value)
+
+
+@strawberry.type(description="One line of play the engine found, best first.")
+class Line:
+    rank: int = strawberry.field(description="1 for the best line.")
+    centipawn_score: int | None = strawberry.field(
+        description="Centipawns from White's point of view; null when mateScore is set."
+    )
+    mate_score: int | None = strawberry.field(
+        description="Moves (not plies) to mate; positive when White mates."
+    )
+    pv: list[str] = strawberry.field(description="The moves in UCI notation.")
+    pv_san: list[str] = strawberry.field(description="The moves in standard algebraic notation.")
+    depth: int = strawberry.field(description="Search depth reached, in plies.")
+
+    @classmethod
+    def from_model(cls, line: models.ResultLine) -> Line:
+        return cls(
+            rank=line.rank,
+            centipawn_score=line.centipawn_score,
+            mate_score=line.mate_score,
+            pv=list(line.pv),
+            pv_san=list(line.pv_san),
+            depth=line.depth,
+        )
+
+
+@strawberry.type(description="A request to analyse a position, and its result once done.")
+class Analysis:
+    id: strawberry.ID
+    fen: str
+    num_moves_to_return: int
+    time_limit: float
+    depth_limit: int | None
+    status: AnalysisStatus
+    result: list[Line] | None = strawberry.field(
+        description="Up to numMovesToReturn lines, best first; null until DONE."
+    )
+    error: str | None = strawberry.field(description="Why the analysis FAILED.")
+    engine: str | None = strawberry.field(description='The engine that ran, e.g. "Stockfish 15.1".')
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_model(cls, row: models.Analysis) -> Analysis:
+        lines = row.result_lines()
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            fen=row.fen,
+            num_moves_to_return=row.num_moves_to_return,
+            time_limit=row.time_limit,
+            depth_limit=row.depth_limit,
+            status=AnalysisStatus.from_model(row.status),
+            result=None if lines is None else [Line.from_model(line) for line in lines],
+            error=row.error,
+            engine=row.engine,
+            created_at=row.created_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+        )
+
+
+@strawberry.input(description="A position to analyse and the engine's limits.")
+class SubmitAnalysisInput:
+    fen: str = strawberry.field(description="The position in Forsyth-Edwards Notation.")
+    num_moves_to_return: int = strawberry.field(
+        default=1, description="How many lines to return (MultiPV), 1..10 by default."
+    )
+    time_limit: float = strawberry.field(
+        default=1.0, description="Seconds the engine may think, more than 0, at most 60."
+    )
+    depth_limit: int | None = strawberry.field(
+        default=None, description="Plies the engine may search, 1..60; null: time only."
+    )

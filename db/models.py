@@ -1,0 +1,137 @@
+"""The `analyses` table as Python sees it, and the values stored in its columns.
+
+Alembic owns the table (`alembic/versions/`); this model must match it, and a test
+checks that autogenerate finds no difference.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    DateTime,
+    Enum,
+    Float,
+    Index,
+    Integer,
+    SmallInteger,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class AnalysisStatus(enum.StrEnum):
+    """Where an analysis is in its life: queued → running → done | failed | canceled."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the analysis will never change again."""
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({AnalysisStatus.DONE, AnalysisStatus.FAILED, AnalysisStatus.CANCELED})
+
+
+@dataclass(frozen=True)
+class ResultLine:
+    """One principal variation of a finished analysis, as stored in `analyses.result`."""
+
+    rank: int
+    """1 for the best line, 2 for the second best, …"""
+    centipawn_score: int | None
+    """Centipawns from White's point of view; None when the line is a forced mate."""
+    mate_score: int | None
+    """Moves (not plies) to mate; positive when White mates, negative when Black does."""
+    pv: tuple[str, ...]
+    """The line's moves in UCI notation, from the analysed position."""
+    pv_san: tuple[str, ...]
+    """The same moves in standard algebraic notation."""
+    depth: int
+    """The search depth the engine reached for this line."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object stored for this line."""
+        value = asdict(self)
+        value["pv"] = list(self.pv)
+        value["pv_san"] = list(self.pv_san)
+        return value
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> ResultLine:
+        """Read a line back from its stored JSON object."""
+        return cls(
+            rank=int(value["rank"]),
+            centipawn_score=value.get("centipawn_score"),
+            mate_score=value.get("mate_score"),
+            pv=tuple(value.get("pv", ())),
+            pv_san=tuple(value.get("pv_san", ())),
+            depth=int(value.get("depth", 0)),
+        )
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the service's tables."""
+
+
+status_type = Enum(
+    AnalysisStatus,
+    name="analysis_status",
+    values_callable=lambda statuses: [status.value for status in statuses],
+    validate_strings=True,
+)
+
+
+class Analysis(Base):
+    """One request to analyse a position, and its result once a worker has finished it."""
+
+    __tablename__ = "analyses"
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    fen: Mapped[str] = mapped_column(Text)
+    num_moves_to_return: Mapped[int] = mapped_column(Integer)
+    time_limit: Mapped[float] = mapped_column(Float)
+    depth_limit: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[AnalysisStatus] = mapped_column(
+        status_type, server_default=AnalysisStatus.QUEUED.value
+    )
+    priority: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    worker_id: Mapped[str | None] = mapped_column(Text)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    result: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    error: Mapped[str | None] = mapped_column(Text)
+    engine: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    def result_lines(self) -> list[ResultLine] | None:
+        """The stored result as values, best line first; None until the analysis is done."""
+        if self.result is None:
+            return None
+        return [ResultLine.from_json(line) for line in self.result]
+
+
+# Serves the claim: the next queued row by priority, then age; finished rows stay out of it.
+Index(
+    "ix_analyses_claim",
+    Analysis.priority.desc(),
+    Analysis.created_at,
+    postgresql_where=Analysis.status == AnalysisStatus.QUEUED,
+)

@@ -1,0 +1,162 @@
+"""The channels the triggers notify on, and what their payloads mean.
+
+NOTIFY only wakes: the table is the truth. A listener that misses a notification
+(because its connection dropped) re-reads the rows it cares about.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+
+import asyncpg
+
+from db.settings import asyncpg_dsn
+
+log = logging.getLogger(__name__)
+
+ANALYSIS_QUEUED = "analysis_queued"
+"""A row entered the queue (payload empty): idle workers should claim."""
+ANALYSIS_DONE = "analysis_done"
+"""A row reached done, failed or canceled (payload: its id): subscribers should read it."""
+
+
+def parse_done_payload(payload: str) -> uuid.UUID | None:
+    """The id carried by an `analysis_done` notification; None for a malformed payload."""
+    try:
+        return uuid.UUID(payload)
+    except ValueError:
+        return None
+
+
+Handler = Callable[[str, str], None]
+"""Called with (channel, payload) for every notification, in the event loop."""
+
+
+class Listener:
+    """One dedicated connection that LISTENs on some channels, outside any pool.
+
+    It keeps itself up: a ping every `ping_interval` seconds and the driver's termination
+    callback detect a dead link; it then reconnects with capped exponential backoff,
+    LISTENs again and calls `on_reconnect`, because notifications sent while it was
+    away are lost for good.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        channels: Sequence[str],
+        handler: Handler,
+        *,
+        on_reconnect: Callable[[], Awaitable[None]] | None = None,
+        ping_interval: float = 5.0,
+        connect_timeout: float = 5.0,
+        application_name: str = "chess-analysis-listener",
+    ) -> None:
+        self._dsn = asyncpg_dsn(dsn)
+        self._channels = tuple(channels)
+        self._handler = handler
+        self._on_reconnect = on_reconnect
+        self._ping_interval = ping_interval
+        self._connect_timeout = connect_timeout
+        self._application_name = application_name
+        self._connection: asyncpg.Connection | None = None
+        self._lost = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        """True while the LISTEN connection is up."""
+        return self._connection is not None and not self._connection.is_closed()
+
+    async def start(self) -> None:
+        """Connect and LISTEN (raising if the database cannot be reached), then keep watch."""
+        await self._connect()
+        self._task = asyncio.create_task(self._watch(), name="notification-listener")
+
+    async def close(self) -> None:
+        """Stop watching and close the connection."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._disconnect()
+
+    async def _connect(self) -> None:
+        connection = await asyncpg.connect(
+            self._dsn,
+            timeout=self._connect_timeout,
+            server_settings={"application_name": self._application_name},
+        )
+        try:
+            for channel in self._channels:
+                await connection.add_listener(channel, self._dispatch)
+        except BaseException:
+            await connection.close(timeout=self._connect_timeout)
+            raise
+        self._lost.clear()
+        connection.add_termination_listener(self._terminated)
+        self._connection = connection
+
+    async def _disconnect(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.is_closed():
+            connection.remove_termination_listener(self._terminated)
+            with contextlib.suppress(Exception):
+                await connection.close(timeout=self._connect_timeout)
+
+    def _dispatch(self, _connection: object, _pid: int, channel: str, payload: object) -> None:
+        try:
+            self._handler(channel, str(payload))
+        except Exception:
+            log.exception("notification handler failed on %s", channel)
+
+    def _terminated(self, _connection: object) -> None:
+        self._lost.set()
+
+    async def _watch(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), self._ping_interval)
+            if not self._lost.is_set() and await self._ping():
+                continue
+            log.warning("notification connection lost; reconnecting")
+            await self._disconnect()
+            await self._reconnect()
+
+    async def _ping(self) -> bool:
+        connection = self._connection
+        if connection is None or connection.is_closed():
+            return False
+        try:
+            await connection.fetchval("SELECT 1", timeout=self._connect_timeout)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return False
+        return True
+
+    async def _reconnect(self) -> None:
+        delay = RECONNECT_MIN_DELAY
+        while True:
+            try:
+                await self._connect()
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("notification connection failed (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, RECONNECT_MAX_DELAY)
+                continue
+            log.info("notification connection restored")
+            if self._on_reconnect is not None:
+                try:
+                    await self._on_reconnect()
+                except Exception:
+                    log.exception("re-reading after reconnect failed")
+            return
+
+
+RECONNECT_MIN_DELAY = 0.2
+RECONNECT_MAX_DELAY = 5.0

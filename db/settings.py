@@ -1,0 +1,43 @@
+"""Database settings, read from the environment by each entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DatabaseSettings(BaseSettings):
+    """Where PostgreSQL is and how many connections a process may hold.
+
+    `DATABASE_URL` unset means the embedded server under `DB_DATA_DIR` (see `db.embedded`).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DB_", extra="ignore")
+
+    url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL", "DB_URL"))
+    """`postgresql://user:password@host:port/database`; unset: the embedded server."""
+    data_dir: Path = Path(".data")
+    """Where the embedded server keeps its files (only when `DATABASE_URL` is unset)."""
+    pool_size: int = Field(default=5, ge=1, le=100)
+    """SQLAlchemy pool size per process."""
+    max_overflow: int = Field(default=5, ge=0, le=100)
+    """Connections a process may open beyond `pool_size` under load."""
+    connect_timeout: float = Field(default=5.0, gt=0, le=60)
+    """Seconds to wait for a new connection before the request fails."""
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The plain `postgresql://` form asyncpg accepts, whatever driver suffix `url` carries."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        raise ValueError("a database URL looks like postgresql://user@host/database")
+    if scheme.split("+")[0] not in ("postgresql", "postgres"):
+        raise ValueError(f"not a PostgreSQL URL: scheme {scheme!r}")
+    return f"postgresql://{rest}"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The `postgresql+asyncpg://` form SQLAlchemy needs for the asyncio driver."""
+    return "postgresql+asyncpg://" + asyncpg_dsn(url).removeprefix("postgresql://")

@@ -1,0 +1,1 @@
+"""The Stockfish worker: claims queued analyses, runs the engine, writes results back."""

@@ -1,0 +1,56 @@
+"""`python -m engine` (or `chess-analysis-worker`): run a worker until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from db import embedded
+from db.session import create_engine
+from db.settings import DatabaseSettings
+from engine.pool import EngineStartError
+from engine.settings import EngineSettings, find_stockfish
+from engine.worker import Worker
+
+log = logging.getLogger("engine")
+
+
+async def serve(engine_settings: EngineSettings, database_settings: DatabaseSettings) -> int:
+    """Run one worker process; the exit status."""
+    stockfish = find_stockfish(engine_settings.stockfish_path)
+    if stockfish is None:
+        log.error(
+            "no Stockfish found (looked for %s): install it with `apt-get install stockfish` "
+            "or set STOCKFISH_PATH",
+            engine_settings.stockfish_path or "stockfish on PATH and in /usr/games",
+        )
+        return 2
+    url = embedded.resolve_url(database_settings.url, database_settings.data_dir)
+    database = create_engine(database_settings, url, application_name="chess-analysis-worker")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    worker = Worker(engine_settings, database, url, stockfish)
+    try:
+        await worker.run(stop)
+    except EngineStartError as exc:
+        log.error("%s", exc)
+        return 2
+    finally:
+        await database.dispose()
+    return 0
+
+
+def main() -> int:
+    """Entry point of `chess-analysis-worker`."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return asyncio.run(serve(EngineSettings(), DatabaseSettings()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

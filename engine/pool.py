@@ -1,0 +1,94 @@
+"""Long-lived Stockfish processes, one per worker slot.
+
+A python-chess engine runs one command at a time and a start costs a few hundred
+milliseconds, so each slot keeps its own process for as long as it lives and replaces
+it only when it dies or hangs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+import chess.engine
+
+log = logging.getLogger(__name__)
+
+
+class EngineStartError(RuntimeError):
+    """The engine binary could not be started or did not speak UCI."""
+
+
+class Stockfish:
+    """One Stockfish process and the UCI protocol that talks to it."""
+
+    def __init__(self, path: Path, *, hash_mb: int, start_timeout: float) -> None:
+        self.path = path
+        self._hash_mb = hash_mb
+        self._start_timeout = start_timeout
+        self._protocol: chess.engine.UciProtocol | None = None
+        self.name = "unknown engine"
+        """The engine's own name, e.g. "Stockfish 15.1"."""
+
+    @property
+    def protocol(self) -> chess.engine.UciProtocol:
+        """The running engine; raises when it is not started."""
+        if self._protocol is None:
+            raise chess.engine.EngineTerminatedError("engine is not running")
+        return self._protocol
+
+    async def start(self) -> None:
+        """Start the process, single-threaded, with a bounded hash table.
+
+        The engine gets its own process group, so a Ctrl-C meant for the worker does not
+        kill it mid-analysis; it still exits when the worker dies and its stdin closes.
+        """
+        try:
+            async with asyncio.timeout(self._start_timeout):
+                _, protocol = await chess.engine.popen_uci(str(self.path), setpgrp=True)
+                try:
+                    await protocol.configure({"Threads": 1, "Hash": self._hash_mb})
+                except BaseException:
+                    await _quit(protocol, self._start_timeout)
+                    raise
+        except (OSError, TimeoutError, chess.engine.EngineError) as exc:
+            raise EngineStartError(f"cannot start engine {self.path}: {exc!r}") from exc
+        self._protocol = protocol
+        self.name = str(protocol.id.get("name", self.path.name))
+
+    async def restart(self) -> None:
+        """Replace the process (after it died or hung)."""
+        log.warning("restarting engine %s", self.path)
+        await self.close()
+        await self.start()
+
+    async def close(self) -> None:
+        """Stop the process; kill it when it does not quit in time."""
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None:
+            await _quit(protocol, self._start_timeout)
+
+
+async def _quit(protocol: chess.engine.UciProtocol, timeout: float) -> None:
+    try:
+        await asyncio.wait_for(protocol.quit(), timeout)
+    except (TimeoutError, chess.engine.EngineError):
+        transport = protocol.transport
+        if transport is not None:
+            with contextlib.suppress(ProcessLookupError):
+                transport.kill()
+
+
+async def start_engines(
+    path: Path, count: int, *, hash_mb: int, start_timeout: float
+) -> list[Stockfish]:
+    """Start `count` engines side by side; all or none."""
+    engines = [Stockfish(path, hash_mb=hash_mb, start_timeout=start_timeout) for _ in range(count)]
+    results = await asyncio.gather(*(engine.start() for engine in engines), return_exceptions=True)
+    failures = [result for result in results if isinstance(result, BaseException)]
+    if failures:
+        await asyncio.gather(*(engine.close() for engine in engines), return_exceptions=True)
+        raise failures[0]
+    return engines

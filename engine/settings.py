@@ -1,0 +1,54 @@
+"""Worker settings, read from the environment by `python -m engine`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_STOCKFISH_PATHS = ("/usr/games/stockfish", "/usr/bin/stockfish", "/usr/local/bin/stockfish")
+
+
+def default_slots() -> int:
+    """One slot per CPU: each slot runs one single-threaded Stockfish."""
+    return os.cpu_count() or 1
+
+
+class EngineSettings(BaseSettings):
+    """How many engines a worker runs and how long it lets them think."""
+
+    model_config = SettingsConfigDict(env_prefix="ENGINE_", extra="ignore")
+
+    stockfish_path: str | None = Field(
+        default=None, validation_alias=AliasChoices("STOCKFISH_PATH", "ENGINE_STOCKFISH_PATH")
+    )
+    """The engine binary; unset: `stockfish` on PATH, then /usr/games/stockfish."""
+    slots: int = Field(default_factory=default_slots, ge=1, le=256)
+    """Analyses run at once by this process, one Stockfish each."""
+    hash_mb: int = Field(default=16, ge=1, le=4096)
+    """Stockfish's hash table per engine, in MB."""
+    lease_seconds: float = Field(default=15.0, gt=0, le=600)
+    """How long a claimed row stays this worker's before others may take it back."""
+    poll_interval: float = Field(default=5.0, gt=0, le=300)
+    """Seconds an idle slot waits for a notification before it looks at the queue anyway."""
+    timeout_margin: float = Field(default=5.0, gt=0, le=300)
+    """Seconds an engine call may overrun its time limit before the engine counts as hung."""
+    start_timeout: float = Field(default=10.0, gt=0, le=120)
+    """Seconds an engine may take to start and answer `uci`."""
+
+
+def find_stockfish(configured: str | None) -> Path | None:
+    """The engine binary to run, or None when there is none."""
+    if configured:
+        candidate = shutil.which(configured)
+        return Path(candidate) if candidate else None
+    found = shutil.which("stockfish")
+    if found:
+        return Path(found)
+    for path in DEFAULT_STOCKFISH_PATHS:
+        if os.access(path, os.X_OK):
+            return Path(path)
+    return None
