@@ -31,22 +31,18 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
     services: list[Services] = []
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = create_engine(database_settings, url, application_name="chess-analysis-api")
         hub = NotificationHub(url, database, ping_interval=settings.listen_ping_interval)
         try:
             await hub.start()
-            services.append(
-                Services(
-                    database=database,
-                    hub=hub,
-                    limits=Limits(
-                        max_moves_to_return=settings.max_moves_to_return,
-                        max_time_limit=settings.max_time_limit,
-                        max_depth_limit=settings.max_depth_limit,
-                    ),
-                )
+            limits = Limits(
+                max_moves_to_return=settings.max_moves_to_return,
+                max_time_limit=settings.max_time_limit,
+                max_depth_limit=settings.max_depth_limit,
             )
+            services.append(Services(database=database, hub=hub, limits=limits))
+            app.state.services = services[0]
             yield
         finally:
             services.clear()

@@ -56,6 +56,9 @@ def parse_position(fen: str) -> chess.Board:
     except ValueError as exc:
         raise BadUserInputError("fen", f"not a valid FEN ({exc})") from exc
     status = board.status()
+    if _castling_dropped(fen, board):
+        # python-chess silently drops some rights it cannot place; refuse them all alike.
+        status |= chess.STATUS_BAD_CASTLING_RIGHTS
     if status != chess.STATUS_VALID:
         reasons = [
             STATUS_REASONS.get(flag, (flag.name or "invalid").lower().replace("_", " "))
@@ -64,6 +67,14 @@ def parse_position(fen: str) -> chess.Board:
         ]
         raise BadUserInputError("fen", "impossible position: " + "; ".join(reasons))
     return board
+
+
+def _castling_dropped(fen: str, board: chess.Board) -> bool:
+    """True when the FEN asks for castling rights the parsed board does not have."""
+    fields = fen.split()
+    requested = fields[2] if len(fields) > 2 else "-"
+    kept = board.castling_xfen()
+    return set(requested) - {"-"} != set(kept) - {"-"}
 
 
 def validate_submission(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 
 class DatabaseSettings(BaseSettings):
@@ -36,6 +37,13 @@ def asyncpg_dsn(url: str) -> str:
     if scheme.split("+")[0] not in ("postgresql", "postgres"):
         raise ValueError(f"not a PostgreSQL URL: scheme {scheme!r}")
     return f"postgresql://{rest}"
+
+
+def with_database(url: str, database: str) -> str:
+    """`url` pointed at another database on the same server."""
+    return make_url(sqlalchemy_url(url)).set(database=database).render_as_string(
+        hide_password=False
+    )
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -47,7 +47,9 @@ class Stockfish:
         """
         try:
             async with asyncio.timeout(self._start_timeout):
-                _, protocol = await chess.engine.popen_uci(str(self.path), setpgrp=True)
+                _transport, protocol = await chess.engine.popen_uci(
+                    str(self.path), setpgrp=True
+                )
                 try:
                     await protocol.configure({"Threads": 1, "Hash": self._hash_mb})
                 except BaseException:
@@ -72,13 +74,18 @@ class Stockfish:
 
 
 async def _quit(protocol: chess.engine.UciProtocol, timeout: float) -> None:
+    transport = protocol.transport
     try:
         await asyncio.wait_for(protocol.quit(), timeout)
     except (TimeoutError, chess.engine.EngineError):
-        transport = protocol.transport
         if transport is not None:
             with contextlib.suppress(ProcessLookupError):
                 transport.kill()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(protocol.returncode, timeout)
+    finally:
+        if transport is not None:
+            transport.close()
 
 
 async def start_engines(

@@ -1,0 +1,188 @@
+"""The queue's statements on a real PostgreSQL: claim, finish, fencing, notifications."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db import notifications, queue
+from db.models import AnalysisStatus, ResultLine
+from db.settings import asyncpg_dsn
+from tests.conftest import REFERENCE_FEN
+
+LEASE = 15.0
+LINE = ResultLine(
+    rank=1, centipawn_score=None, mate_score=-2, pv=("c2c1",), pv_san=("Rc1+",), depth=10
+)
+
+
+def request(fen: str = REFERENCE_FEN) -> queue.NewAnalysis:
+    return queue.NewAnalysis(fen=fen, num_moves_to_return=1, time_limit=0.1, depth_limit=None)
+
+
+async def test_enqueue_stores_a_queued_row(database: AsyncEngine) -> None:
+    row = await queue.enqueue(database, request())
+    assert row.status is AnalysisStatus.QUEUED
+    assert row.attempts == 0
+    assert row.created_at is not None
+    stored = await queue.get(database, row.id)
+    assert stored is not None
+    assert stored.fen == REFERENCE_FEN
+
+
+async def test_get_unknown_id_is_none(database: AsyncEngine) -> None:
+    assert await queue.get(database, uuid.uuid4()) is None
+
+
+async def test_claim_marks_running_and_finish_stores_the_result(database: AsyncEngine) -> None:
+    row = await queue.enqueue(database, request())
+    job = await queue.claim_next(database, "worker-a", LEASE)
+    assert job is not None
+    assert (job.id, job.attempts) == (row.id, 1)
+    assert await queue.claim_next(database, "worker-b", LEASE) is None
+    running = await queue.get(database, row.id)
+    assert running is not None
+    assert running.status is AnalysisStatus.RUNNING
+    assert running.worker_id == "worker-a"
+    assert running.started_at is not None and running.lease_expires_at is not None
+
+    assert await queue.finish(database, job.id, "worker-a", [LINE], "Stockfish 15.1")
+    done = await queue.get(database, row.id)
+    assert done is not None
+    assert done.status is AnalysisStatus.DONE
+    assert done.result_lines() == [LINE]
+    assert done.engine == "Stockfish 15.1"
+    assert done.finished_at is not None and done.lease_expires_at is None
+
+
+async def test_finish_is_fenced_by_worker_and_status(database: AsyncEngine) -> None:
+    await queue.enqueue(database, request())
+    job = await queue.claim_next(database, "worker-a", LEASE)
+    assert job is not None
+    assert not await queue.finish(database, job.id, "worker-b", [LINE], "x")
+    assert not await queue.fail(database, job.id, "worker-b", "boom")
+    assert await queue.fail(database, job.id, "worker-a", "boom")
+    assert not await queue.finish(database, job.id, "worker-a", [LINE], "x")
+    failed = await queue.get(database, job.id)
+    assert failed is not None
+    assert (failed.status, failed.error, failed.result) == (AnalysisStatus.FAILED, "boom", None)
+
+
+async def test_claim_takes_priority_then_age(database: AsyncEngine) -> None:
+    first = await queue.enqueue(database, request())
+    second = await queue.enqueue(database, request())
+    urgent = await queue.enqueue(database, request())
+    async with database.begin() as connection:
+        await connection.execute(
+            text("UPDATE analyses SET priority = 5 WHERE id = :id"), {"id": urgent.id}
+        )
+    order = []
+    for _ in range(3):
+        job = await queue.claim_next(database, "w", LEASE)
+        assert job is not None
+        order.append(job.id)
+    assert order == [urgent.id, first.id, second.id]
+
+
+async def test_concurrent_claimers_take_each_row_exactly_once(database: AsyncEngine) -> None:
+    total = 500
+    async with database.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO analyses (fen, num_moves_to_return, time_limit)"
+                " SELECT :fen, 1, 0.1 FROM generate_series(1, :n)"
+            ),
+            {"fen": REFERENCE_FEN, "n": total},
+        )
+
+    async def claimer(name: str) -> list[uuid.UUID]:
+        claimed = []
+        while (job := await queue.claim_next(database, name, LEASE)) is not None:
+            claimed.append(job.id)
+        return claimed
+
+    results = await asyncio.wait_for(
+        asyncio.gather(*(claimer(f"worker-{n}") for n in range(4))), 60
+    )
+    everything = [job_id for claimed in results for job_id in claimed]
+    assert len(everything) == total
+    assert len(set(everything)) == total
+    assert all(claimed for claimed in results), "every claimer should have got some rows"
+    async with database.connect() as connection:
+        rows = await connection.execute(text("SELECT status, count(*) FROM analyses GROUP BY 1"))
+        counts = {row.status: row.count for row in rows}
+    assert counts == {"running": total}
+
+
+async def test_claim_uses_the_partial_index(database: AsyncEngine) -> None:
+    plan_sql = "EXPLAIN " + str(queue.CLAIM_NEXT.text)
+    async with database.begin() as connection:
+        await connection.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(
+            row[0]
+            for row in await connection.execute(
+                text(plan_sql), {"worker_id": "w", "lease_seconds": 1.0}
+            )
+        )
+    assert "ix_analyses_claim" in plan, plan
+
+
+async def test_triggers_notify_queued_and_done(database: AsyncEngine, database_url: str) -> None:
+    received: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+    listener = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        for channel in (notifications.ANALYSIS_QUEUED, notifications.ANALYSIS_DONE):
+            await listener.add_listener(
+                channel, lambda _c, _p, channel, payload: received.put_nowait((channel, payload))
+            )
+        row = await queue.enqueue(database, request())
+        assert await asyncio.wait_for(received.get(), 5) == (notifications.ANALYSIS_QUEUED, "")
+        job = await queue.claim_next(database, "w", LEASE)
+        assert job is not None
+        assert await queue.finish(database, job.id, "w", [LINE], "x")
+        channel, payload = await asyncio.wait_for(received.get(), 5)
+        assert channel == notifications.ANALYSIS_DONE
+        assert notifications.parse_done_payload(payload) == row.id
+        assert received.empty(), "claiming (queued → running) must not notify"
+    finally:
+        await listener.close()
+
+
+async def test_a_row_fixed_by_hand_notifies_too(database: AsyncEngine, database_url: str) -> None:
+    received: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await listener.add_listener(
+            notifications.ANALYSIS_DONE, lambda _c, _p, _ch, payload: received.put_nowait(payload)
+        )
+        row = await queue.enqueue(database, request())
+        async with database.begin() as connection:
+            await connection.execute(
+                text("UPDATE analyses SET status = 'failed', error = 'by hand' WHERE id = :id"),
+                {"id": row.id},
+            )
+        assert await asyncio.wait_for(received.get(), 5) == str(row.id)
+    finally:
+        await listener.close()
+
+
+async def test_terminal_among_reports_finished_ids(database: AsyncEngine) -> None:
+    queued = await queue.enqueue(database, request())
+    finished = await queue.enqueue(
+        database,
+        queue.NewAnalysis(
+            fen=REFERENCE_FEN,
+            num_moves_to_return=1,
+            time_limit=1.0,
+            depth_limit=None,
+            finished_result=(),
+        ),
+    )
+    assert finished.status is AnalysisStatus.DONE
+    assert finished.result == []
+    found = await queue.terminal_among(database, [queued.id, finished.id, uuid.uuid4()])
+    assert found == {finished.id}
