@@ -6,6 +6,7 @@ import logging
 import sys
 
 import uvicorn
+from pydantic import ValidationError
 
 from api.app import create_app
 from api.settings import ApiSettings
@@ -22,8 +23,11 @@ def main() -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = ApiSettings()
-    database_settings = DatabaseSettings()
+    try:
+        settings, database_settings = ApiSettings(), DatabaseSettings()
+    except ValidationError as exc:
+        log.error("invalid setting: %s", exc)
+        return 2
     url = embedded.resolve_url(database_settings.url, database_settings.data_dir)
     app = create_app(settings, database_settings, url)
     host = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0", "::") else settings.host

@@ -207,7 +207,8 @@ def _pg_ctl(args: list[str], pgdata: Path, user: str | None, *, check: bool = Tr
 
 def _run(command: list[str], user: str | None, *, check: bool = True) -> int:
     # Output goes to a file, not a pipe: the server inherits the descriptors of pg_ctl,
-    # and a pipe held open by it would never reach end-of-file.
+    # and a pipe held open by it would never reach end-of-file. A session of its own
+    # keeps a Ctrl-C in the terminal from reaching the server before its clients.
     with tempfile.TemporaryFile("w+") as output:
         completed = subprocess.run(
             command,
@@ -216,6 +217,7 @@ def _run(command: list[str], user: str | None, *, check: bool = True) -> int:
             stderr=subprocess.STDOUT,
             user=user,
             cwd="/",
+            start_new_session=True,
             timeout=START_TIMEOUT_SECONDS + 30,
             check=False,
         )

@@ -41,8 +41,8 @@ def asyncpg_dsn(url: str) -> str:
 
 def with_database(url: str, database: str) -> str:
     """`url` pointed at another database on the same server."""
-    return make_url(sqlalchemy_url(url)).set(database=database).render_as_string(
-        hide_password=False
+    return (
+        make_url(sqlalchemy_url(url)).set(database=database).render_as_string(hide_password=False)
     )
 
 

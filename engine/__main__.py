@@ -7,6 +7,8 @@ import logging
 import signal
 import sys
 
+from pydantic import ValidationError
+
 from db import embedded
 from db.session import create_engine
 from db.settings import DatabaseSettings
@@ -49,7 +51,12 @@ def main() -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    return asyncio.run(serve(EngineSettings(), DatabaseSettings()))
+    try:
+        engine_settings, database_settings = EngineSettings(), DatabaseSettings()
+    except ValidationError as exc:
+        log.error("invalid setting: %s", exc)
+        return 2
+    return asyncio.run(serve(engine_settings, database_settings))
 
 
 if __name__ == "__main__":

@@ -47,9 +47,7 @@ class Stockfish:
         """
         try:
             async with asyncio.timeout(self._start_timeout):
-                _transport, protocol = await chess.engine.popen_uci(
-                    str(self.path), setpgrp=True
-                )
+                _transport, protocol = await chess.engine.popen_uci(str(self.path), setpgrp=True)
                 try:
                     await protocol.configure({"Threads": 1, "Hash": self._hash_mb})
                 except BaseException:
