@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
@@ -19,7 +20,6 @@ from api.context import Context, Services
 from api.events import NotificationHub
 from api.schema import schema
 from api.settings import ApiSettings
-from api.validation import Limits
 from db.session import create_engine
 from db.settings import DatabaseSettings
 
@@ -36,12 +36,7 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
         hub = NotificationHub(url, database, ping_interval=settings.listen_ping_interval)
         try:
             await hub.start()
-            limits = Limits(
-                max_moves_to_return=settings.max_moves_to_return,
-                max_time_limit=settings.max_time_limit,
-                max_depth_limit=settings.max_depth_limit,
-            )
-            services.append(Services(database=database, hub=hub, limits=limits))
+            services.append(Services(database=database, hub=hub, settings=settings))
             app.state.services = services[0]
             yield
         finally:
@@ -58,6 +53,10 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
         context_getter=context,
         graphql_ide="graphiql" if settings.graphiql else None,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+        connection_init_wait_timeout=timedelta(seconds=settings.ws_connection_init_timeout),
+        keep_alive=True,
+        keep_alive_interval=settings.ws_keep_alive_interval,
+        max_subscriptions_per_connection=settings.ws_max_subscriptions,
     )
     app = FastAPI(title="Chess analysis", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(graphql)

@@ -9,6 +9,7 @@ from strawberry.fastapi import BaseContext
 from strawberry.types import Info
 
 from api.events import NotificationHub
+from api.settings import ApiSettings
 from api.validation import Limits
 
 
@@ -18,7 +19,15 @@ class Services:
 
     database: AsyncEngine
     hub: NotificationHub
-    limits: Limits
+    settings: ApiSettings
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_moves_to_return=self.settings.max_moves_to_return,
+            max_time_limit=self.settings.max_time_limit,
+            max_depth_limit=self.settings.max_depth_limit,
+        )
 
 
 class Context(BaseContext):
@@ -28,6 +37,7 @@ class Context(BaseContext):
         super().__init__()
         self.database = services.database
         self.hub = services.hub
+        self.settings = services.settings
         self.limits = services.limits
 
 

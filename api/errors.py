@@ -3,6 +3,7 @@
     ClientError                 (extensions.code)
     ├── BadUserInputError       BAD_USER_INPUT       the request names a bad value
     ├── NotFoundError           NOT_FOUND            no analysis has that id
+    ├── QueueFullError          QUEUE_FULL           too much work waits; retry after a while
     └── ServiceUnavailableError SERVICE_UNAVAILABLE  the database cannot be reached now
 
 Anything else raised by a resolver is logged with its traceback and reaches the client
@@ -47,6 +48,16 @@ class NotFoundError(ClientError):
     """No analysis has the given id."""
 
     code = "NOT_FOUND"
+
+
+class QueueFullError(ClientError):
+    """The queue holds its maximum of waiting analyses; nothing was stored."""
+
+    code = "QUEUE_FULL"
+
+    def __init__(self, queued: int, retry_after: float) -> None:
+        super().__init__(f"the queue is full ({queued} analyses waiting); retry later")
+        self.extensions["retryAfter"] = retry_after
 
 
 class ServiceUnavailableError(ClientError):

@@ -79,7 +79,7 @@ class NotificationHub:
             event.set()
 
     def _on_notification(self, _channel: str, payload: str) -> None:
-        analysis_id = notifications.parse_done_payload(payload)
+        analysis_id = notifications.parse_id_payload(payload)
         if analysis_id is None:
             log.warning("dropping malformed %s payload %r", notifications.ANALYSIS_DONE, payload)
             return

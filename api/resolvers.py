@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 from collections.abc import AsyncGenerator
 
 import strawberry
 
 from api import validation
 from api.context import ResolverInfo
-from api.errors import NotFoundError
+from api.errors import NotFoundError, QueueFullError
 from api.types import Analysis, SubmitAnalysisInput
 from db import queue
 
@@ -24,6 +27,7 @@ async def submit_analysis(info: ResolverInfo, input: SubmitAnalysisInput) -> Ana
 
     A position without legal moves is DONE at once with an empty result.
     """
+    settings = info.context.settings
     request = validation.validate_submission(
         input.fen,
         input.num_moves_to_return,
@@ -31,7 +35,27 @@ async def submit_analysis(info: ResolverInfo, input: SubmitAnalysisInput) -> Ana
         input.depth_limit,
         info.context.limits,
     )
-    return Analysis.from_model(await queue.enqueue(info.context.database, request))
+    request = dataclasses.replace(request, max_attempts=settings.max_attempts)
+    row = await queue.enqueue(info.context.database, request, max_queued=settings.max_queued)
+    if row is None:
+        raise QueueFullError(settings.max_queued, settings.queue_full_retry_after)
+    return Analysis.from_model(row)
+
+
+async def cancel_analysis(info: ResolverInfo, id: strawberry.ID) -> Analysis:
+    """Cancel an analysis: a queued one at once, a running one as soon as its worker
+    stops the engine (waited for up to `API_CANCEL_WAIT`); a finished one is unchanged."""
+    analysis_id = validation.parse_id(id)
+    database = info.context.database
+    with info.context.hub.waiter(analysis_id) as woken:
+        row = await queue.request_cancel(database, analysis_id)
+        if row is None:
+            raise NotFoundError(f"no analysis with id {analysis_id}")
+        if not row.status.is_terminal:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), info.context.settings.cancel_wait)
+            row = await queue.get(database, analysis_id) or row
+    return Analysis.from_model(row)
 
 
 async def analysis_completed(

@@ -30,6 +30,13 @@ class Mutation:
         resolver=resolvers.submit_analysis,
         description="Queue a position for analysis; returns at once (status QUEUED).",
     )
+    cancel_analysis: Analysis = strawberry.mutation(
+        resolver=resolvers.cancel_analysis,
+        description=(
+            "Cancel an analysis: QUEUED ones at once, RUNNING ones when their engine stops;"
+            " a finished analysis is returned unchanged."
+        ),
+    )
 
 
 @strawberry.type

@@ -27,3 +27,17 @@ class ApiSettings(BaseSettings):
     """Seconds between checks that the LISTEN connection is alive."""
     graphiql: bool = True
     """Serve the GraphiQL IDE on GET /graphql."""
+    max_queued: int = Field(default=10_000, ge=1, le=10_000_000)
+    """Queued analyses beyond which `submitAnalysis` answers QUEUE_FULL."""
+    queue_full_retry_after: float = Field(default=5.0, gt=0, le=3600)
+    """Seconds a client refused with QUEUE_FULL is told to wait (`extensions.retryAfter`)."""
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    """Claims an analysis gets before a crashing engine or worker makes it FAILED."""
+    cancel_wait: float = Field(default=2.0, ge=0, le=30)
+    """Seconds `cancelAnalysis` waits for a running analysis to stop before it answers."""
+    ws_connection_init_timeout: float = Field(default=5.0, gt=0, le=300)
+    """Seconds a WebSocket client has to send `connection_init` before it is closed."""
+    ws_keep_alive_interval: float = Field(default=15.0, gt=0, le=300)
+    """Seconds between server keep-alive messages on idle WebSockets."""
+    ws_max_subscriptions: int = Field(default=100, ge=1, le=10_000)
+    """Subscriptions one WebSocket connection may hold at once."""

@@ -111,6 +111,9 @@ class Analysis(Base):
     )
     priority: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    max_attempts: Mapped[int] = mapped_column(SmallInteger, server_default=text("3"))
+    run_after: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     worker_id: Mapped[str | None] = mapped_column(Text)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     result: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
@@ -134,4 +137,11 @@ Index(
     Analysis.priority.desc(),
     Analysis.created_at,
     postgresql_where=Analysis.status == AnalysisStatus.QUEUED,
+)
+
+# Serves the lease sweep: running rows by lease expiry.
+Index(
+    "ix_analyses_lease",
+    Analysis.lease_expires_at,
+    postgresql_where=Analysis.status == AnalysisStatus.RUNNING,
 )

@@ -23,10 +23,12 @@ ANALYSIS_QUEUED = "analysis_queued"
 """A row entered the queue (payload empty): idle workers should claim."""
 ANALYSIS_DONE = "analysis_done"
 """A row reached done, failed or canceled (payload: its id): subscribers should read it."""
+ANALYSIS_CANCEL = "analysis_cancel"
+"""A client asked to cancel a running row (payload: its id): its worker should stop it."""
 
 
-def parse_done_payload(payload: str) -> uuid.UUID | None:
-    """The id carried by an `analysis_done` notification; None for a malformed payload."""
+def parse_id_payload(payload: str) -> uuid.UUID | None:
+    """The id carried by an `analysis_done` or `analysis_cancel` notification, if well-formed."""
     try:
         return uuid.UUID(payload)
     except ValueError:

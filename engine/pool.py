@@ -39,6 +39,17 @@ class Stockfish:
             raise chess.engine.EngineTerminatedError("engine is not running")
         return self._protocol
 
+    @property
+    def running(self) -> bool:
+        """True while a process is started (it may still have died since)."""
+        return self._protocol is not None
+
+    @property
+    def pid(self) -> int | None:
+        """The engine's process id, while it runs."""
+        transport = self._protocol.transport if self._protocol is not None else None
+        return None if transport is None else transport.get_pid()
+
     async def start(self) -> None:
         """Start the process, single-threaded, with a bounded hash table.
 

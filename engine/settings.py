@@ -30,14 +30,29 @@ class EngineSettings(BaseSettings):
     """Analyses run at once by this process, one Stockfish each."""
     hash_mb: int = Field(default=16, ge=1, le=4096)
     """Stockfish's hash table per engine, in MB."""
-    lease_seconds: float = Field(default=15.0, gt=0, le=600)
-    """How long a claimed row stays this worker's before others may take it back."""
+    lease_seconds: float = Field(default=10.0, ge=1, le=600)
+    """How long a claimed row stays this worker's without a heartbeat; the heartbeat
+    renews it every quarter of this, so a dead worker's rows are taken back within
+    about one lease (plus one sweep interval)."""
+    sweep_interval: float = Field(default=2.0, gt=0, le=300)
+    """Seconds between looks for rows whose lease expired (any worker takes them back)."""
+    retry_base_delay: float = Field(default=1.0, ge=0, le=600)
+    """First retry waits about this long; each further one twice as long (with jitter)."""
+    retry_max_delay: float = Field(default=60.0, ge=0, le=3600)
+    """Cap of the retry delay."""
+    grace_seconds: float = Field(default=10.0, ge=0, le=3600)
+    """On SIGTERM, how long running analyses may go on before they are put back."""
     poll_interval: float = Field(default=5.0, gt=0, le=300)
     """Seconds an idle slot waits for a notification before it looks at the queue anyway."""
     timeout_margin: float = Field(default=5.0, gt=0, le=300)
     """Seconds an engine call may overrun its time limit before the engine counts as hung."""
     start_timeout: float = Field(default=10.0, gt=0, le=120)
     """Seconds an engine may take to start and answer `uci`."""
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """Seconds between lease renewals: a quarter of the lease."""
+        return self.lease_seconds / 4
 
 
 def find_stockfish(configured: str | None) -> Path | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 
 import asyncpg
@@ -13,6 +14,7 @@ from db import notifications, queue
 from db.models import AnalysisStatus, ResultLine
 from db.settings import asyncpg_dsn
 from tests.conftest import REFERENCE_FEN
+from tests.rows import request, store
 
 LEASE = 15.0
 LINE = ResultLine(
@@ -20,12 +22,8 @@ LINE = ResultLine(
 )
 
 
-def request(fen: str = REFERENCE_FEN) -> queue.NewAnalysis:
-    return queue.NewAnalysis(fen=fen, num_moves_to_return=1, time_limit=0.1, depth_limit=None)
-
-
 async def test_enqueue_stores_a_queued_row(database: AsyncEngine) -> None:
-    row = await queue.enqueue(database, request())
+    row = await store(database)
     assert row.status is AnalysisStatus.QUEUED
     assert row.attempts == 0
     assert row.created_at is not None
@@ -39,7 +37,7 @@ async def test_get_unknown_id_is_none(database: AsyncEngine) -> None:
 
 
 async def test_claim_marks_running_and_finish_stores_the_result(database: AsyncEngine) -> None:
-    row = await queue.enqueue(database, request())
+    row = await store(database)
     job = await queue.claim_next(database, "worker-a", LEASE)
     assert job is not None
     assert (job.id, job.attempts) == (row.id, 1)
@@ -50,7 +48,7 @@ async def test_claim_marks_running_and_finish_stores_the_result(database: AsyncE
     assert running.worker_id == "worker-a"
     assert running.started_at is not None and running.lease_expires_at is not None
 
-    assert await queue.finish(database, job.id, "worker-a", [LINE], "Stockfish 15.1")
+    assert await queue.finish(database, job, "worker-a", [LINE], "Stockfish 15.1")
     done = await queue.get(database, row.id)
     assert done is not None
     assert done.status is AnalysisStatus.DONE
@@ -60,22 +58,22 @@ async def test_claim_marks_running_and_finish_stores_the_result(database: AsyncE
 
 
 async def test_finish_is_fenced_by_worker_and_status(database: AsyncEngine) -> None:
-    await queue.enqueue(database, request())
+    await store(database)
     job = await queue.claim_next(database, "worker-a", LEASE)
     assert job is not None
-    assert not await queue.finish(database, job.id, "worker-b", [LINE], "x")
-    assert not await queue.fail(database, job.id, "worker-b", "boom")
-    assert await queue.fail(database, job.id, "worker-a", "boom")
-    assert not await queue.finish(database, job.id, "worker-a", [LINE], "x")
+    assert not await queue.finish(database, job, "worker-b", [LINE], "x")
+    assert not await queue.fail(database, job, "worker-b", "boom")
+    assert await queue.fail(database, job, "worker-a", "boom")
+    assert not await queue.finish(database, job, "worker-a", [LINE], "x")
     failed = await queue.get(database, job.id)
     assert failed is not None
     assert (failed.status, failed.error, failed.result) == (AnalysisStatus.FAILED, "boom", None)
 
 
 async def test_claim_takes_priority_then_age(database: AsyncEngine) -> None:
-    first = await queue.enqueue(database, request())
-    second = await queue.enqueue(database, request())
-    urgent = await queue.enqueue(database, request())
+    first = await store(database)
+    second = await store(database)
+    urgent = await store(database)
     async with database.begin() as connection:
         await connection.execute(
             text("UPDATE analyses SET priority = 5 WHERE id = :id"), {"id": urgent.id}
@@ -139,14 +137,14 @@ async def test_triggers_notify_queued_and_done(database: AsyncEngine, database_u
             await listener.add_listener(
                 channel, lambda _c, _p, channel, payload: received.put_nowait((channel, payload))
             )
-        row = await queue.enqueue(database, request())
+        row = await store(database)
         assert await asyncio.wait_for(received.get(), 5) == (notifications.ANALYSIS_QUEUED, "")
         job = await queue.claim_next(database, "w", LEASE)
         assert job is not None
-        assert await queue.finish(database, job.id, "w", [LINE], "x")
+        assert await queue.finish(database, job, "w", [LINE], "x")
         channel, payload = await asyncio.wait_for(received.get(), 5)
         assert channel == notifications.ANALYSIS_DONE
-        assert notifications.parse_done_payload(payload) == row.id
+        assert notifications.parse_id_payload(payload) == row.id
         assert received.empty(), "claiming (queued → running) must not notify"
     finally:
         await listener.close()
@@ -159,7 +157,7 @@ async def test_a_row_fixed_by_hand_notifies_too(database: AsyncEngine, database_
         await listener.add_listener(
             notifications.ANALYSIS_DONE, lambda _c, _p, _ch, payload: received.put_nowait(payload)
         )
-        row = await queue.enqueue(database, request())
+        row = await store(database)
         async with database.begin() as connection:
             await connection.execute(
                 text("UPDATE analyses SET status = 'failed', error = 'by hand' WHERE id = :id"),
@@ -171,17 +169,8 @@ async def test_a_row_fixed_by_hand_notifies_too(database: AsyncEngine, database_
 
 
 async def test_terminal_among_reports_finished_ids(database: AsyncEngine) -> None:
-    queued = await queue.enqueue(database, request())
-    finished = await queue.enqueue(
-        database,
-        queue.NewAnalysis(
-            fen=REFERENCE_FEN,
-            num_moves_to_return=1,
-            time_limit=1.0,
-            depth_limit=None,
-            finished_result=(),
-        ),
-    )
+    queued = await store(database)
+    finished = await store(database, dataclasses.replace(request(), finished_result=()))
     assert finished.status is AnalysisStatus.DONE
     assert finished.result == []
     found = await queue.terminal_among(database, [queued.id, finished.id, uuid.uuid4()])

@@ -53,7 +53,7 @@ async def test_emits_once_when_the_worker_finishes(
     # Play the worker's part by hand: claim and finish through the queue.
     job = await queue.claim_next(database, "test-worker", 15)
     assert job is not None
-    assert await queue.finish(database, job.id, "test-worker", [LINE], "Stockfish 15.1")
+    assert await queue.finish(database, job, "test-worker", [LINE], "Stockfish 15.1")
     messages = await asyncio.wait_for(subscription, 10)
     assert [message["type"] for message in messages] == [DATA[protocol], "complete"]
     analysis = messages[0]["payload"]["data"]["analysisCompleted"]

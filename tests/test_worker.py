@@ -16,35 +16,19 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import queue
-from db.models import Analysis, AnalysisStatus
+from db.models import AnalysisStatus
 from engine import analysis
 from engine.pool import Stockfish
 from engine.worker import Worker
 from tests.conftest import REFERENCE_FEN
-
-
-def request(
-    fen: str = REFERENCE_FEN, moves: int = 1, depth: int | None = None
-) -> queue.NewAnalysis:
-    return queue.NewAnalysis(fen=fen, num_moves_to_return=moves, time_limit=5.0, depth_limit=depth)
-
-
-async def wait_terminal(database: AsyncEngine, row: Analysis, timeout: float = 20) -> Analysis:
-    """Poll the row until it is terminal (bounded): the worker, not the API, is under test."""
-    async with asyncio.timeout(timeout):
-        while True:
-            current = await queue.get(database, row.id)
-            assert current is not None
-            if current.status.is_terminal:
-                return current
-            await asyncio.sleep(0.02)
+from tests.rows import request, store, wait_terminal
 
 
 async def test_a_notification_wakes_an_idle_worker(database: AsyncEngine, worker: Worker) -> None:
     # The worker polls every 300 s, so only the notification can wake it in time.
     await asyncio.wait_for(worker.wait_idle(), 10)
     started = time.monotonic()
-    row = await queue.enqueue(database, request(depth=2))
+    row = await store(database, request(depth=2))
     done = await wait_terminal(database, row, timeout=10)
     assert done.status is AnalysisStatus.DONE
     assert time.monotonic() - started < 10
@@ -56,11 +40,9 @@ async def test_a_notification_wakes_an_idle_worker(database: AsyncEngine, worker
 async def test_worker_returns_lines_best_first_and_fewer_when_few_moves(
     database: AsyncEngine,
 ) -> None:
-    many = await queue.enqueue(database, request(moves=3, depth=8))
+    many = await store(database, request(moves=3, depth=8))
     # White king on a1 checked along the first rank: exactly two legal moves.
-    few = await queue.enqueue(
-        database, request(fen="k7/8/8/8/8/8/8/K6r w - - 0 1", moves=5, depth=6)
-    )
+    few = await store(database, request(fen="k7/8/8/8/8/8/8/K6r w - - 0 1", moves=5, depth=6))
     many_done = await wait_terminal(database, many)
     few_done = await wait_terminal(database, few)
     many_lines = many_done.result_lines() or []
@@ -83,6 +65,7 @@ async def test_analysis_scores_are_from_whites_point_of_view(stockfish: Path) ->
             time_limit=5.0,
             depth_limit=12,
             attempts=1,
+            max_attempts=3,
         )
         [line] = await analysis.analyse(engine.protocol, black_mates, timeout=15)
         assert (line.mate_score, line.centipawn_score) == (-2, None)
@@ -109,6 +92,7 @@ async def test_an_engine_that_overruns_its_bound_is_a_timeout(stockfish: Path) -
             time_limit=30.0,
             depth_limit=None,
             attempts=1,
+            max_attempts=3,
         )
         try:
             await analysis.analyse(engine.protocol, job, timeout=0.3)

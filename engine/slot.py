@@ -1,0 +1,225 @@
+"""One slot of a worker: one Stockfish, and the claim → analyse → record loop around it.
+
+A slot claims rows until the queue has none due, then waits for a wake-up (an
+`analysis_queued` notification), the time the next retry falls due, the poll interval,
+or the stop signal. While it analyses, the worker may interrupt it: the client canceled
+the row, the row was taken back from this worker, or the worker is shutting down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import chess.engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db import queue
+from db.errors import DatabaseUnavailableError
+from engine import analysis
+from engine.pool import EngineStartError, Stockfish
+from engine.settings import EngineSettings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ENGINE_CHECK_SECONDS = 2.0
+"""How long an engine may take to answer `isready` after an interrupted search."""
+LOCKED_ROW_RECHECK_SECONDS = 0.5
+"""A due row exists but another claimer holds it: look again this soon."""
+ERROR_PAUSE_SECONDS = 1.0
+
+
+class Interrupt(enum.Enum):
+    """Why a running analysis is stopped before its engine is done."""
+
+    CANCELED = "a client canceled it"
+    LOST = "its lease was taken over"
+    SHUTDOWN = "the worker is stopping"
+
+
+@dataclass(frozen=True)
+class SlotContext:
+    """What every slot of a worker shares."""
+
+    settings: EngineSettings
+    database: AsyncEngine
+    worker_id: str
+    backoff: queue.Backoff
+
+
+class Slot:
+    """One engine and the job it runs, if any."""
+
+    def __init__(self, context: SlotContext, engine: Stockfish, number: int) -> None:
+        self.context = context
+        self.engine = engine
+        self.number = number
+        self.job: queue.ClaimedJob | None = None
+        """The row being analysed; None while the slot waits."""
+        self.idle = asyncio.Event()
+        """Set while the slot waits for work."""
+        self._waker = asyncio.Event()
+        self._interrupted = asyncio.Event()
+        self._interrupt: Interrupt | None = None
+
+    def wake(self) -> None:
+        """Make a waiting slot look at the queue now."""
+        self._waker.set()
+
+    def interrupt(self, reason: Interrupt, job_id: uuid.UUID | None = None) -> None:
+        """Stop the running analysis (only if it is `job_id`, when given)."""
+        if self.job is None or (job_id is not None and self.job.id != job_id):
+            return
+        if self._interrupt is None:
+            self._interrupt = reason
+        self._interrupted.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and analyse until `stop` is set; the job in hand is seen through."""
+        while not stop.is_set():
+            try:
+                await self._step(stop)
+            except Exception:
+                # One job's trouble must not end the slot; its row is fenced and leased.
+                log.exception("slot %d: unexpected error; carrying on", self.number)
+                await first_of(stop, timeout=ERROR_PAUSE_SECONDS)
+
+    async def _step(self, stop: asyncio.Event) -> None:
+        if not await self._ensure_engine(stop):
+            return
+        # Cleared before the claim, so a notification that arrives between an empty
+        # claim and the wait is not lost.
+        self._waker.clear()
+        try:
+            job = await queue.claim_next(
+                self.context.database, self.context.worker_id, self.context.settings.lease_seconds
+            )
+        except DatabaseUnavailableError as exc:
+            log.warning("slot %d: cannot claim: %s", self.number, exc)
+            await first_of(stop, timeout=ERROR_PAUSE_SECONDS)
+            return
+        if job is None:
+            await self._wait_for_work(stop)
+        else:
+            await self._process(job)
+
+    async def _ensure_engine(self, stop: asyncio.Event) -> bool:
+        if self.engine.running:
+            return True
+        try:
+            await self.engine.start()
+        except EngineStartError as exc:
+            log.error("slot %d: %s", self.number, exc)
+            await first_of(stop, timeout=ERROR_PAUSE_SECONDS)
+            return False
+        return True
+
+    async def _wait_for_work(self, stop: asyncio.Event) -> None:
+        timeout = self.context.settings.poll_interval
+        with contextlib.suppress(DatabaseUnavailableError):
+            due = await queue.next_due_in(self.context.database)
+            if due is not None:
+                timeout = min(timeout, due if due > 0 else LOCKED_ROW_RECHECK_SECONDS)
+        self.idle.set()
+        try:
+            await first_of(self._waker, stop, timeout=max(timeout, 0.01))
+        finally:
+            self.idle.clear()
+
+    async def _process(self, job: queue.ClaimedJob) -> None:
+        self.job, self._interrupt = job, None
+        self._interrupted.clear()
+        try:
+            log.info("analysing %s (attempt %d of %d)", job.id, job.attempts, job.max_attempts)
+            await self._analyse(job)
+        finally:
+            self.job = None
+
+    async def _analyse(self, job: queue.ClaimedJob) -> None:
+        timeout = job.time_limit + self.context.settings.timeout_margin
+        search = asyncio.create_task(analysis.analyse(self.engine.protocol, job, timeout))
+        interrupted = asyncio.create_task(self._interrupted.wait())
+        try:
+            await asyncio.wait({search, interrupted}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            interrupted.cancel()
+        if not search.done():
+            await self._stop_search(search)
+            await self._interrupted_outcome(job)
+            return
+        try:
+            lines = search.result()
+        except (chess.engine.EngineTerminatedError, TimeoutError) as exc:
+            reason = "engine timed out" if isinstance(exc, TimeoutError) else "engine died"
+            log.warning("analysis %s: %s; replacing the engine", job.id, reason)
+            await self.engine.close()
+            status = await self._record(
+                queue.retry, job, reason, self.context.backoff, self.engine.name
+            )
+            log.info("analysis %s: %s", job.id, status.value if status else "no longer ours")
+            return
+        except chess.engine.EngineError as exc:
+            log.warning("analysis %s failed: %s", job.id, exc)
+            await self._record(queue.fail, job, f"engine error: {exc}", self.engine.name)
+            return
+        if await self._record(queue.finish, job, lines, self.engine.name):
+            log.info("analysis %s done", job.id)
+        else:
+            log.warning("analysis %s: the row is no longer ours; result dropped", job.id)
+
+    async def _stop_search(self, search: asyncio.Task[object]) -> None:
+        """Stop the engine's search; replace the engine if it does not settle at once."""
+        search.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await search
+        try:
+            await asyncio.wait_for(self.engine.protocol.ping(), ENGINE_CHECK_SECONDS)
+        except (TimeoutError, chess.engine.EngineError):
+            await self.engine.close()
+
+    async def _interrupted_outcome(self, job: queue.ClaimedJob) -> None:
+        reason = self._interrupt or Interrupt.SHUTDOWN
+        log.info("analysis %s stopped: %s", job.id, reason.value)
+        if reason is Interrupt.CANCELED:
+            await self._record(queue.mark_canceled, job)
+        elif reason is Interrupt.SHUTDOWN:
+            await self._record(queue.release, job)
+
+    async def _record(
+        self,
+        write: Callable[..., Awaitable[T]],
+        job: queue.ClaimedJob,
+        *args: object,
+    ) -> T | None:
+        """Run a fenced write, retrying through a database outage for up to one lease;
+        after that the lease has run out and the row belongs to whoever takes it back."""
+        deadline = asyncio.get_running_loop().time() + self.context.settings.lease_seconds
+        delay = 0.1
+        while True:
+            try:
+                return await write(self.context.database, job, self.context.worker_id, *args)
+            except DatabaseUnavailableError as exc:
+                if asyncio.get_running_loop().time() + delay > deadline:
+                    log.warning("analysis %s: outcome not recorded (%s)", job.id, exc)
+                    return None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+
+async def first_of(*events: asyncio.Event, timeout: float) -> None:
+    """Return when any of `events` is set or `timeout` seconds have passed."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)

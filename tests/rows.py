@@ -1,0 +1,51 @@
+"""Shortcuts for putting rows in a test's database and watching them."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db import queue
+from db.models import Analysis
+from tests.conftest import REFERENCE_FEN
+
+NO_CAP = 1_000_000
+
+
+def request(
+    fen: str = REFERENCE_FEN,
+    *,
+    moves: int = 1,
+    time_limit: float = 5.0,
+    depth: int | None = None,
+    max_attempts: int = 3,
+) -> queue.NewAnalysis:
+    return queue.NewAnalysis(
+        fen=fen,
+        num_moves_to_return=moves,
+        time_limit=time_limit,
+        depth_limit=depth,
+        max_attempts=max_attempts,
+    )
+
+
+async def store(database: AsyncEngine, new: queue.NewAnalysis | None = None) -> Analysis:
+    """Enqueue `new` (default: the reference position) with no queue cap."""
+    row = await queue.enqueue(database, new or request(), max_queued=NO_CAP)
+    assert row is not None
+    return row
+
+
+async def wait_terminal(database: AsyncEngine, row: Analysis, timeout: float = 20) -> Analysis:
+    """Poll the row until it is terminal, for at most `timeout` seconds.
+
+    Polling, because here the worker is under test and not the notification path.
+    """
+    async with asyncio.timeout(timeout):
+        while True:
+            current = await queue.get(database, row.id)
+            assert current is not None
+            if current.status.is_terminal:
+                return current
+            await asyncio.sleep(0.02)
