@@ -13,13 +13,13 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
-from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
 from api.context import Context, Services
 from api.events import NotificationHub
 from api.schema import schema
 from api.settings import ApiSettings
+from api.websockets import Router
 from db.session import create_engine
 from db.settings import DatabaseSettings
 
@@ -47,7 +47,7 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
     async def context() -> Context:
         return Context(services[0])
 
-    graphql = GraphQLRouter[Context, None](
+    graphql = Router(
         schema,
         path="/graphql",
         context_getter=context,

@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -20,6 +21,7 @@ import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.app import create_app
+from api.context import Services
 from api.settings import ApiSettings
 from db import embedded, migrations
 from db.session import create_engine
@@ -111,23 +113,43 @@ def stockfish() -> Path:
     return path
 
 
+WorkerFactory = Callable[..., Awaitable[Worker]]
+
+
 @pytest.fixture
-async def worker(
+async def start_worker(
     database: AsyncEngine, database_url: str, stockfish: Path
-) -> AsyncIterator[Worker]:
-    """A worker with two slots, running in this event loop until the test ends."""
-    settings = EngineSettings(slots=2, poll_interval=300.0)
-    running = Worker(settings, database, database_url, stockfish)
-    stop = asyncio.Event()
-    task = asyncio.create_task(running.run(stop))
-    ready = asyncio.create_task(running.ready.wait())
-    await asyncio.wait([task, ready], timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        task.result()
-    assert running.ready.is_set(), "worker did not start in 30 s"
-    yield running
-    stop.set()
-    await asyncio.wait_for(task, 30)
+) -> AsyncIterator[WorkerFactory]:
+    """Start in-process workers on this test's database (stopped when the test ends)."""
+    running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+
+    async def start(**settings: Any) -> Worker:
+        worker = Worker(
+            EngineSettings(**{"slots": 2, "poll_interval": 300.0, **settings}),
+            database,
+            database_url,
+            stockfish,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        running.append((stop, task))
+        ready = asyncio.create_task(worker.ready.wait())
+        await asyncio.wait([task, ready], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()
+        assert worker.ready.is_set(), "worker did not start in 30 s"
+        return worker
+
+    yield start
+    for stop, _ in running:
+        stop.set()
+    await asyncio.wait_for(asyncio.gather(*(task for _, task in running)), 60)
+
+
+@pytest.fixture
+async def worker(start_worker: WorkerFactory) -> Worker:
+    """A worker with two slots that polls only every 300 s (so NOTIFY must wake it)."""
+    return await start_worker()
 
 
 class Server:
@@ -150,22 +172,41 @@ class Server:
         return f"ws://127.0.0.1:{self.port}/graphql"
 
     @property
-    def app(self) -> object:
-        return self._server.config.app
+    def services(self) -> Services:
+        """The running process's services (its hub, its database engine)."""
+        app: Any = self._server.config.app
+        services: Services = app.state.services
+        return services
+
+
+ApiFactory = Callable[..., Awaitable[Server]]
 
 
 @pytest.fixture
-async def api(database_url: str) -> AsyncIterator[Server]:
-    """The API on this test's database, served over real HTTP and WebSocket."""
-    app = create_app(ApiSettings(), DatabaseSettings(), database_url)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-    yield Server(server)
-    server.should_exit = True
-    await asyncio.wait_for(task, 15)
+async def start_api(database_url: str) -> AsyncIterator[ApiFactory]:
+    """Serve the API on this test's database over real HTTP and WebSocket."""
+    servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+
+    async def start(**settings: Any) -> Server:
+        app = create_app(ApiSettings(**settings), DatabaseSettings(), database_url)
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        servers.append((server, task))
+        async with asyncio.timeout(10):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)
+        return Server(server)
+
+    yield start
+    for server, _ in servers:
+        server.should_exit = True
+    await asyncio.wait_for(asyncio.gather(*(task for _, task in servers)), 15)
+
+
+@pytest.fixture
+async def api(start_api: ApiFactory) -> Server:
+    """The API with default settings."""
+    return await start_api()

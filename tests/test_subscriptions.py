@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.asyncio.client import connect
 
-from api.context import Services
 from db import queue
 from db.models import ResultLine
 from tests.conftest import REFERENCE_FEN, Server
@@ -28,14 +26,8 @@ LINE = ResultLine(
 )
 
 
-def services(api: Server) -> Services:
-    state: Any = api.app
-    result: Services = state.state.services
-    return result
-
-
 async def wait_for_waiters(api: Server, count: int) -> None:
-    hub = services(api).hub
+    hub = api.services.hub
     async with asyncio.timeout(10):
         while hub.waiting != count:
             await asyncio.sleep(0.005)
@@ -60,7 +52,7 @@ async def test_emits_once_when_the_worker_finishes(
     assert analysis["id"] == submitted["id"]
     assert analysis["status"] == "DONE"
     assert analysis["result"][0]["mateScore"] == -2
-    assert services(api).hub.waiting == 0
+    assert api.services.hub.waiting == 0
 
 
 @pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
@@ -95,7 +87,7 @@ async def test_unknown_or_malformed_id_is_an_error(
     payload = errors[0]["payload"]
     error = payload[0] if isinstance(payload, list) else payload["errors"][0]
     assert error["extensions"]["code"] == code
-    assert services(api).hub.waiting == 0
+    assert api.services.hub.waiting == 0
 
 
 async def test_a_dropped_subscription_leaves_no_waiter(api: Server) -> None:

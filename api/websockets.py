@@ -1,0 +1,79 @@
+"""WebSocket details Strawberry leaves open.
+
+- `graphql-ws` (legacy): a `connection_init` deadline, as Strawberry enforces on
+  `graphql-transport-ws` only; Strawberry's own `ka` keep-alive is on.
+- `graphql-transport-ws`: a server `ping` every keep-alive interval once the connection
+  is acknowledged, so proxies do not close idle subscriptions and dead peers are found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from strawberry.fastapi import GraphQLRouter
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+
+from api.context import Context
+
+INIT_TIMEOUT_CLOSE_CODE = 4408
+"""The close code graphql-transport-ws uses for a missing `connection_init`."""
+
+
+class LegacyHandler(BaseGraphQLWSHandler[Context, None]):
+    """`graphql-ws` that closes connections which never send `connection_init`."""
+
+    async def handle(self) -> None:
+        deadline = asyncio.create_task(self._close_unless_initialised())
+        try:
+            await super().handle()
+        finally:
+            deadline.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await deadline
+
+    async def _close_unless_initialised(self) -> None:
+        view: Any = self.view
+        await asyncio.sleep(view.connection_init_wait_timeout.total_seconds())
+        if not self.connection_acknowledged:
+            await self.websocket.close(
+                code=INIT_TIMEOUT_CLOSE_CODE, reason="Connection initialisation timeout"
+            )
+
+
+class TransportHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """`graphql-transport-ws` with server pings on acknowledged connections."""
+
+    _pinger: asyncio.Task[None] | None = None
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged and self._pinger is None:
+            self._pinger = asyncio.create_task(self._ping())
+
+    async def shutdown(self) -> None:
+        if self._pinger is not None:
+            self._pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pinger
+        await super().shutdown()
+
+    async def _ping(self) -> None:
+        view: Any = self.view
+        while True:
+            await asyncio.sleep(view.keep_alive_interval)
+            await self.send_message({"type": "ping"})
+
+
+class Router(GraphQLRouter[Context, None]):
+    """Strawberry's FastAPI router with the handlers above."""
+
+    graphql_ws_handler_class = LegacyHandler
+    graphql_transport_ws_handler_class = TransportHandler

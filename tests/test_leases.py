@@ -1,0 +1,228 @@
+"""Leases, retries, release and cancellation at the statement level, on real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db import notifications, queue
+from db.models import AnalysisStatus, ResultLine
+from db.settings import asyncpg_dsn
+from tests.rows import request, store
+
+LEASE = 15.0
+NO_BACKOFF = queue.Backoff(0.0, 0.0)
+LINE = ResultLine(
+    rank=1, centipawn_score=12, mate_score=None, pv=("e2e4",), pv_san=("e4",), depth=5
+)
+
+
+async def expire_leases(database: AsyncEngine) -> None:
+    """Make every running row's lease run out now (as if its worker had died)."""
+    async with database.begin() as connection:
+        await connection.execute(
+            text(
+                "UPDATE analyses SET lease_expires_at = now() - interval '1 second'"
+                " WHERE status = 'running'"
+            )
+        )
+
+
+async def claim(database: AsyncEngine, worker: str) -> queue.ClaimedJob:
+    job = await queue.claim_next(database, worker, LEASE)
+    assert job is not None
+    return job
+
+
+async def test_renewal_extends_held_leases_only(database: AsyncEngine) -> None:
+    await store(database)
+    job = await claim(database, "a")
+    before = await queue.get(database, job.id)
+    assert before is not None and before.lease_expires_at is not None
+    leases = await queue.renew_leases(database, "a", [job.id, uuid.uuid4()], 60)
+    assert leases == [queue.Lease(id=job.id, cancel_requested=False)]
+    after = await queue.get(database, job.id)
+    assert after is not None and after.lease_expires_at is not None
+    assert after.lease_expires_at > before.lease_expires_at
+    assert await queue.renew_leases(database, "b", [job.id], 60) == []
+
+
+async def test_expired_rows_go_back_to_the_queue_with_backoff(database: AsyncEngine) -> None:
+    row = await store(database)
+    await claim(database, "a")
+    assert await queue.requeue_expired(database, NO_BACKOFF) == {}, "lease still valid"
+    await expire_leases(database)
+    backoff = queue.Backoff(base_seconds=30, cap_seconds=60)
+    assert await queue.requeue_expired(database, backoff) == {row.id: AnalysisStatus.QUEUED}
+    requeued = await queue.get(database, row.id)
+    assert requeued is not None
+    assert (requeued.status, requeued.worker_id, requeued.attempts) == (
+        AnalysisStatus.QUEUED,
+        None,
+        1,
+    )
+    assert requeued.error == "worker lost (lease expired)"
+    delay = (requeued.run_after - requeued.updated_at).total_seconds()
+    assert 15 <= delay <= 30, "first retry waits base * [0.5, 1)"
+    assert await queue.claim_next(database, "b", LEASE) is None, "not due yet"
+
+
+async def test_expired_rows_fail_once_attempts_are_used_up(database: AsyncEngine) -> None:
+    row = await store(database, request(max_attempts=2))
+    for attempt in (1, 2):
+        job = await claim(database, f"worker-{attempt}")
+        assert job.attempts == attempt
+        await expire_leases(database)
+        await queue.requeue_expired(database, NO_BACKOFF)
+    failed = await queue.get(database, row.id)
+    assert failed is not None
+    assert failed.status is AnalysisStatus.FAILED
+    assert failed.error == "worker lost (lease expired) on each of 2 attempts"
+    assert failed.finished_at is not None
+
+
+async def test_a_taken_over_worker_cannot_write_its_late_result(
+    database: AsyncEngine, database_url: str
+) -> None:
+    done_events: Counter[str] = Counter()
+    listener = await asyncpg.connect(asyncpg_dsn(database_url))
+    await listener.add_listener(
+        notifications.ANALYSIS_DONE, lambda _c, _p, _ch, payload: done_events.update([payload])
+    )
+    try:
+        row = await store(database)
+        slow = await claim(database, "slow-worker")
+        await expire_leases(database)
+        await queue.requeue_expired(database, NO_BACKOFF)
+        fast = await claim(database, "fast-worker")
+        assert (fast.id, fast.attempts) == (slow.id, 2)
+        # The slow worker comes back: every write of its old claim is fenced out.
+        assert not await queue.finish(database, slow, "slow-worker", [LINE], "x")
+        assert not await queue.fail(database, slow, "slow-worker", "late")
+        assert await queue.retry(database, slow, "slow-worker", "late", NO_BACKOFF) is None
+        assert not await queue.release(database, slow, "slow-worker")
+        assert await queue.renew_leases(database, "slow-worker", [slow.id], 60) == []
+        assert await queue.finish(database, fast, "fast-worker", [LINE], "Stockfish")
+        # Even the same worker id with an old attempt number is fenced out.
+        assert not await queue.finish(database, slow, "fast-worker", [LINE], "x")
+        # A sweep after completion leaves the finished row alone.
+        await expire_leases(database)
+        assert await queue.requeue_expired(database, NO_BACKOFF) == {}
+        finished = await queue.get(database, row.id)
+        assert finished is not None
+        assert (finished.status, finished.worker_id) == (AnalysisStatus.DONE, "fast-worker")
+        # A round trip on the listening connection delivers what was sent before it.
+        await listener.execute("SELECT 1")
+        assert done_events == Counter({str(row.id): 1})
+    finally:
+        await listener.close()
+
+
+async def test_retry_requeues_then_fails_with_the_reason(database: AsyncEngine) -> None:
+    row = await store(database, request(max_attempts=2))
+    job = await claim(database, "a")
+    assert await queue.retry(database, job, "a", "engine died", NO_BACKOFF, "SF") is (
+        AnalysisStatus.QUEUED
+    )
+    job = await claim(database, "a")
+    assert await queue.retry(database, job, "a", "engine died", NO_BACKOFF, "SF") is (
+        AnalysisStatus.FAILED
+    )
+    failed = await queue.get(database, row.id)
+    assert failed is not None
+    assert failed.error == "engine died (gave up after 2 attempts)"
+    assert failed.engine == "SF"
+
+
+async def test_release_returns_the_row_without_spending_an_attempt(
+    database: AsyncEngine,
+) -> None:
+    row = await store(database)
+    job = await claim(database, "a")
+    assert await queue.release(database, job, "a")
+    released = await queue.get(database, row.id)
+    assert released is not None
+    assert (released.status, released.attempts, released.worker_id) == (
+        AnalysisStatus.QUEUED,
+        0,
+        None,
+    )
+    assert (await claim(database, "b")).attempts == 1
+
+
+async def test_cancel_queued_running_and_finished(database: AsyncEngine, database_url: str) -> None:
+    received: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+    listener = await asyncpg.connect(asyncpg_dsn(database_url))
+    for channel in (notifications.ANALYSIS_CANCEL, notifications.ANALYSIS_DONE):
+        await listener.add_listener(
+            channel, lambda _c, _p, channel, payload: received.put_nowait((channel, payload))
+        )
+    try:
+        running_row = await store(database)
+        queued_row = await store(database)
+        job = await claim(database, "a")
+        assert job.id == running_row.id
+
+        canceled = await queue.request_cancel(database, queued_row.id)
+        assert canceled is not None and canceled.status is AnalysisStatus.CANCELED
+        assert await asyncio.wait_for(received.get(), 5) == (
+            notifications.ANALYSIS_DONE,
+            str(queued_row.id),
+        )
+
+        asked = await queue.request_cancel(database, running_row.id)
+        assert asked is not None and asked.status is AnalysisStatus.RUNNING
+        assert asked.cancel_requested_at is not None
+        assert await asyncio.wait_for(received.get(), 5) == (
+            notifications.ANALYSIS_CANCEL,
+            str(running_row.id),
+        )
+        [lease] = await queue.renew_leases(database, "a", [job.id], LEASE)
+        assert lease.cancel_requested
+        assert await queue.mark_canceled(database, job, "a")
+        assert await asyncio.wait_for(received.get(), 5) == (
+            notifications.ANALYSIS_DONE,
+            str(running_row.id),
+        )
+
+        unchanged = await queue.request_cancel(database, running_row.id)
+        assert unchanged is not None and unchanged.status is AnalysisStatus.CANCELED
+        assert await queue.request_cancel(database, uuid.uuid4()) is None
+        await listener.execute("SELECT 1")
+        assert received.empty(), "cancelling a finished row notifies nobody"
+    finally:
+        await listener.close()
+
+
+async def test_a_lost_worker_with_a_cancel_request_ends_canceled(database: AsyncEngine) -> None:
+    row = await store(database)
+    await claim(database, "a")
+    await queue.request_cancel(database, row.id)
+    await expire_leases(database)
+    assert await queue.requeue_expired(database, NO_BACKOFF) == {row.id: AnalysisStatus.CANCELED}
+
+
+async def test_enqueue_refuses_past_the_cap_and_stores_nothing(database: AsyncEngine) -> None:
+    for _ in range(3):
+        assert await queue.enqueue(database, request(), max_queued=3) is not None
+    assert await queue.enqueue(database, request(), max_queued=3) is None
+    async with database.connect() as connection:
+        count = (await connection.execute(text("SELECT count(*) FROM analyses"))).scalar_one()
+    assert count == 3
+    # Running rows do not count against the cap.
+    await claim(database, "a")
+    assert await queue.enqueue(database, request(), max_queued=3) is not None
+
+
+async def test_next_due_in_reports_the_earliest_retry(database: AsyncEngine) -> None:
+    assert await queue.next_due_in(database) is None
+    await store(database)
+    job = await claim(database, "a")
+    await queue.retry(database, job, "a", "x", queue.Backoff(20, 20))
+    due = await queue.next_due_in(database)
+    assert due is not None and 9 < due <= 20
