@@ -77,8 +77,11 @@ def client_error(error: GraphQLError) -> ClientError | None:
 
 
 def raised_by_resolver(error: GraphQLError) -> bool:
-    """True for errors raised while resolving a field (not parse, validation or coercion)."""
-    return error.original_error is not None and error.path is not None
+    """True for errors our code raised (not GraphQL's own parse, validation or coercion
+    errors, which carry no cause or a GraphQLError one). Errors raised inside a
+    subscription's generator have no path, so the path cannot tell."""
+    cause = error.original_error
+    return cause is not None and not isinstance(cause, GraphQLError)
 
 
 def is_unexpected(error: GraphQLError) -> bool:

@@ -5,15 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import uuid
 from collections.abc import AsyncGenerator
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import validation
 from api.context import ResolverInfo
 from api.errors import NotFoundError, QueueFullError
 from api.types import Analysis, SubmitAnalysisInput
-from db import queue
+from db import models, queue
+from db.errors import DatabaseUnavailableError
+
+OUTAGE_RETRY_MIN_SECONDS = 0.2
+OUTAGE_RETRY_MAX_SECONDS = 5.0
 
 
 async def analysis(info: ResolverInfo, id: strawberry.ID) -> Analysis | None:
@@ -66,11 +72,27 @@ async def analysis_completed(
     analysis_id = validation.parse_id(id)
     database = info.context.database
     with info.context.hub.waiter(analysis_id) as woken:
-        row = await queue.get(database, analysis_id)
+        # Registered before the first read: a completion cannot slip in between.
+        row = await read_through_outage(database, analysis_id)
         while row is not None and not row.status.is_terminal:
             await woken.wait()
             woken.clear()
-            row = await queue.get(database, analysis_id)
+            row = await read_through_outage(database, analysis_id)
     if row is None:
         raise NotFoundError(f"no analysis with id {analysis_id}")
     yield Analysis.from_model(row)
+
+
+async def read_through_outage(
+    database: AsyncEngine, analysis_id: uuid.UUID
+) -> models.Analysis | None:
+    """Read a row, waiting out a database outage: a subscription is a long wait anyway,
+    so it rides the outage out instead of failing (the hub re-reads every awaited id
+    once its connection is back, and wakes the waiters of those that finished)."""
+    delay = OUTAGE_RETRY_MIN_SECONDS
+    while True:
+        try:
+            return await queue.get(database, analysis_id)
+        except DatabaseUnavailableError:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, OUTAGE_RETRY_MAX_SECONDS)

@@ -107,8 +107,12 @@ def resolve_url(url: str | None, data_dir: Path) -> str:
     return ensure_running(data_dir).url
 
 
-def stop(data_dir: Path) -> bool:
-    """Stop the server if it runs; True when it was running."""
+def stop(data_dir: Path, *, mode: str = "fast") -> bool:
+    """Stop the server if it runs; True when it was running.
+
+    `mode` is pg_ctl's: "fast" disconnects clients and shuts down cleanly, "immediate"
+    is a crash as far as clients can tell.
+    """
     pgdata = cluster_dir(data_dir)
     if not (pgdata / "PG_VERSION").exists():
         return False
@@ -116,7 +120,7 @@ def stop(data_dir: Path) -> bool:
     if not _is_running(pgdata, user):
         return False
     log.info("stopping embedded PostgreSQL in %s", pgdata)
-    _pg_ctl(["stop", "-w", "-m", "fast"], pgdata, user)
+    _pg_ctl(["stop", "-w", "-m", mode], pgdata, user)
     return True
 
 

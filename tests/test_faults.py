@@ -1,0 +1,286 @@
+"""Faults with real processes: workers and APIs as subprocesses, real PostgreSQL, real
+Stockfish. Each test ends by counting: every accepted analysis terminal, none completed
+twice, and every subscriber told exactly once.
+
+Recovery times are printed (run with `-s` to see them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import chess
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from db import embedded, notifications, queue
+from db.models import AnalysisStatus
+from db.settings import DatabaseSettings
+from tests.graphql_client import COMPLETED, SUBMIT, post, submit, subscribe_transport_ws
+from tests.processes import Processes
+
+LEASE = os.environ.get("FAULT_TEST_LEASE_SECONDS", "4")
+FAST_RECOVERY = {
+    "ENGINE_LEASE_SECONDS": LEASE,
+    "ENGINE_SWEEP_INTERVAL": "0.5",
+    "ENGINE_RETRY_BASE_DELAY": "0.2",
+    "ENGINE_POLL_INTERVAL": "2",
+}
+
+
+class Completions:
+    """Counts `analysis_done` notifications per id, across reconnects."""
+
+    def __init__(self, url: str) -> None:
+        self.counts: Counter[uuid.UUID] = Counter()
+        self.listener = notifications.Listener(
+            url, [notifications.ANALYSIS_DONE], self._count, ping_interval=0.5
+        )
+
+    def _count(self, _channel: str, payload: str) -> None:
+        analysis_id = notifications.parse_id_payload(payload)
+        assert analysis_id is not None
+        self.counts[analysis_id] += 1
+
+
+@pytest.fixture
+async def processes(database_url: str, tmp_path: Path) -> AsyncIterator[Processes]:
+    group = Processes(database_url, tmp_path)
+    yield group
+    await group.close()
+
+
+@pytest.fixture
+async def completions(database_url: str) -> AsyncIterator[Completions]:
+    counter = Completions(database_url)
+    await counter.listener.start()
+    yield counter
+    await counter.listener.close()
+
+
+async def statuses(database: AsyncEngine) -> Counter[str]:
+    async with database.connect() as connection:
+        rows = await connection.execute(text("SELECT status FROM analyses"))
+        return Counter(str(row.status) for row in rows)
+
+
+async def wait_for_row(
+    database: AsyncEngine, analysis_id: str, status: AnalysisStatus, timeout: float = 30
+) -> None:
+    async with asyncio.timeout(timeout):
+        while True:
+            row = await queue.get(database, uuid.UUID(analysis_id))
+            if row is not None and row.status is status:
+                return
+            await asyncio.sleep(0.02)
+
+
+async def count_at_end(
+    database: AsyncEngine, completions: Completions, accepted: int, report: str
+) -> Counter[str]:
+    """Assert the end state every fault test shares, and print it."""
+    await completions.listener.close()  # deliver what is pending, then stop counting
+    found = await statuses(database)
+    terminal = sum(found[status] for status in ("done", "failed", "canceled"))
+    duplicated = sum(1 for count in completions.counts.values() if count > 1)
+    counts = f"accepted={accepted} terminal={terminal} duplicated={duplicated}"
+    print(f"\n[{report}] {counts} {dict(found)}")
+    assert sum(found.values()) == accepted
+    assert terminal == accepted, found
+    assert duplicated == 0, completions.counts
+    return found
+
+
+def http_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/graphql"
+
+
+def ws_url(port: int) -> str:
+    return f"ws://127.0.0.1:{port}/graphql"
+
+
+async def test_kill_9_a_worker_mid_analysis(
+    processes: Processes, database: AsyncEngine, completions: Completions
+) -> None:
+    _, port = await processes.api()
+    doomed = await processes.worker(**FAST_RECOVERY)
+    submitted = await submit(http_url(port), fen=chess.STARTING_FEN, timeLimit=3.0)
+    subscriber = asyncio.create_task(
+        subscribe_transport_ws(ws_url(port), COMPLETED, {"id": submitted["id"]}, timeout=60)
+    )
+    await wait_for_row(database, submitted["id"], AnalysisStatus.RUNNING)
+    survivor = await processes.worker(**FAST_RECOVERY)
+    [engine_pid] = doomed.children()
+    killed_at = time.time()
+    doomed.signal(signal.SIGKILL)
+    await doomed.wait(10)
+
+    messages = await asyncio.wait_for(subscriber, 60)
+    assert [message["type"] for message in messages] == ["next", "complete"]
+    event = messages[0]["payload"]["data"]["analysisCompleted"]
+    assert event["status"] == "DONE"
+    row = await queue.get(database, uuid.UUID(submitted["id"]))
+    assert row is not None and row.started_at is not None
+    assert row.attempts == 2
+    picked_up = row.started_at.timestamp() - killed_at
+    print(f"\n[kill -9 worker] lease={LEASE}s: taken over {picked_up:.2f}s after the kill")
+    assert picked_up < float(LEASE) + 3
+    assert survivor.process.returncode is None
+    # The dead worker's Stockfish saw its stdin close and exited.
+    async with asyncio.timeout(10):
+        while Path(f"/proc/{engine_pid}").exists():
+            await asyncio.sleep(0.05)
+    await count_at_end(database, completions, accepted=1, report="kill -9 worker")
+
+
+async def test_kill_the_engine_mid_analysis(
+    processes: Processes, database: AsyncEngine, completions: Completions
+) -> None:
+    _, port = await processes.api()
+    worker = await processes.worker(**FAST_RECOVERY)
+    submitted = await submit(http_url(port), fen=chess.STARTING_FEN, timeLimit=1.0)
+    subscriber = asyncio.create_task(
+        subscribe_transport_ws(ws_url(port), COMPLETED, {"id": submitted["id"]}, timeout=60)
+    )
+    await wait_for_row(database, submitted["id"], AnalysisStatus.RUNNING)
+    [engine_pid] = worker.children()
+    killed_at = time.monotonic()
+    os.kill(engine_pid, signal.SIGKILL)
+    messages = await asyncio.wait_for(subscriber, 60)
+    recovered = time.monotonic() - killed_at
+    print(f"\n[kill Stockfish] finished {recovered:.2f}s after the kill (1 s analysis)")
+    assert messages[0]["payload"]["data"]["analysisCompleted"]["status"] == "DONE", messages
+    await worker.wait_for_line("replacing the engine")
+    assert worker.children() and worker.children() != [engine_pid]
+    row = await queue.get(database, uuid.UUID(submitted["id"]))
+    assert row is not None and row.attempts == 2
+    await count_at_end(database, completions, accepted=1, report="kill Stockfish")
+
+
+@pytest.mark.skipif(
+    bool(DatabaseSettings().url), reason="restarts the embedded server; DATABASE_URL is set"
+)
+async def test_restart_postgres_while_subscribers_wait_and_workers_run(
+    processes: Processes, database: AsyncEngine, completions: Completions
+) -> None:
+    api, port = await processes.api(API_LISTEN_PING_INTERVAL="0.5")
+    workers = [await processes.worker(**FAST_RECOVERY) for _ in range(2)]
+    submitted = [
+        await submit(http_url(port), fen=chess.STARTING_FEN, timeLimit=0.4) for _ in range(12)
+    ]
+    subscribers = [
+        asyncio.create_task(
+            subscribe_transport_ws(ws_url(port), COMPLETED, {"id": s["id"]}, timeout=120)
+        )
+        for s in submitted
+    ]
+    await wait_for_row(database, submitted[0]["id"], AnalysisStatus.DONE)
+
+    data_dir = DatabaseSettings().data_dir
+    down_at = time.monotonic()
+    embedded.stop(data_dir, mode="fast")
+    # While the database is down, requests fail at once with a clear code.
+    asked = time.monotonic()
+    body = await post(http_url(port), SUBMIT, {"input": {"fen": chess.STARTING_FEN}})
+    answered = time.monotonic() - asked
+    assert body["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+    assert answered < 5
+    await asyncio.sleep(2)  # an outage long enough for every component to notice
+    embedded.ensure_running(data_dir)
+    up_at = time.monotonic()
+
+    results = await asyncio.wait_for(asyncio.gather(*subscribers), 120)
+    all_told = time.monotonic()
+    for messages in results:
+        assert [message["type"] for message in messages] == ["next", "complete"], messages
+        assert messages[0]["payload"].get("data"), messages
+        assert messages[0]["payload"]["data"]["analysisCompleted"]["status"] == "DONE"
+    await api.wait_for_line("notification connection restored")
+    print(
+        f"\n[restart Postgres] outage {up_at - down_at:.1f}s; SERVICE_UNAVAILABLE in"
+        f" {answered * 1000:.0f} ms; every subscriber told {all_told - up_at:.1f}s after restart"
+    )
+    assert all(process.process.returncode is None for process in [api, *workers])
+    # The API still serves, and the workers still work.
+    submitted.append(await submit(http_url(port), fen=chess.STARTING_FEN, timeLimit=0.1))
+    await asyncio.wait_for(
+        asyncio.gather(*(wait_for_row(database, s["id"], AnalysisStatus.DONE) for s in submitted)),
+        60,
+    )
+    found = await count_at_end(database, completions, accepted=13, report="restart Postgres")
+    assert found["done"] == 13
+
+
+async def test_sigterm_a_worker_with_analyses_running(
+    processes: Processes, database: AsyncEngine, completions: Completions
+) -> None:
+    _, port = await processes.api()
+    worker = await processes.worker(slots=2, ENGINE_GRACE_SECONDS="4")
+    short = await submit(http_url(port), fen=chess.STARTING_FEN, timeLimit=1.5)
+    long = await submit(http_url(port), fen=chess.STARTING_FEN, timeLimit=30.0)
+    for analysis in (short, long):
+        await wait_for_row(database, analysis["id"], AnalysisStatus.RUNNING)
+    asked = time.monotonic()
+    worker.signal(signal.SIGTERM)
+    assert await worker.wait(30) == 0
+    stopped = time.monotonic() - asked
+    print(f"\n[SIGTERM worker] exited 0 after {stopped:.1f}s (grace 4 s)")
+    assert stopped < 4 + 5
+    finished = await queue.get(database, uuid.UUID(short["id"]))
+    returned = await queue.get(database, uuid.UUID(long["id"]))
+    assert finished is not None and finished.status is AnalysisStatus.DONE
+    assert returned is not None
+    assert (returned.status, returned.attempts, returned.worker_id) == (
+        AnalysisStatus.QUEUED,
+        0,
+        None,
+    ), "put back at once, not left to lease expiry"
+    # Another worker takes it over straight away.
+    await processes.worker()
+    await wait_for_row(database, long["id"], AnalysisStatus.RUNNING, timeout=10)
+    body = await post(
+        http_url(port),
+        "mutation($id: ID!) { cancelAnalysis(id: $id) { status } }",
+        {"id": long["id"]},
+    )
+    assert body["data"]["cancelAnalysis"]["status"] == "CANCELED"
+    await count_at_end(database, completions, accepted=2, report="SIGTERM worker")
+
+
+async def test_sigterm_the_api_closes_websockets_properly(
+    processes: Processes,
+) -> None:
+    api, port = await processes.api()
+    submitted = await submit(http_url(port), fen=chess.STARTING_FEN)
+    async with connect(ws_url(port), subprotocols=["graphql-transport-ws"]) as socket:  # type: ignore[list-item]
+        await socket.send(json.dumps({"type": "connection_init"}))
+        assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
+        payload: dict[str, Any] = {"query": COMPLETED, "variables": {"id": submitted["id"]}}
+        await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+        await api.wait_for_line('"POST /graphql HTTP/1.1" 200')
+        api.signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await asyncio.wait_for(socket.recv(), 10)
+        print(f"\n[SIGTERM API] WebSocket closed with code {socket.close_code}")
+        assert socket.close_code in (1001, 1012)
+    # uvicorn re-raises the signal once it has shut down: the exit status says SIGTERM,
+    # which process managers count as a clean stop.
+    assert await api.wait(15) in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in api.output
+    with pytest.raises(httpx.ConnectError):
+        async with httpx.AsyncClient() as client:
+            await client.get(http_url(port))
