@@ -30,13 +30,13 @@ class EngineSettings(BaseSettings):
     """Analyses run at once by this process, one Stockfish each."""
     hash_mb: int = Field(default=16, ge=1, le=4096)
     """Stockfish's hash table per engine, in MB."""
-    lease_seconds: float = Field(default=10.0, ge=1, le=600)
+    lease_seconds: float = Field(default=8.0, ge=1, le=600)
     """How long a claimed row stays this worker's without a heartbeat; the heartbeat
     renews it every quarter of this, so a dead worker's rows are taken back within
     about one lease (plus one sweep interval)."""
-    sweep_interval: float = Field(default=2.0, gt=0, le=300)
+    sweep_interval: float = Field(default=1.0, gt=0, le=300)
     """Seconds between looks for rows whose lease expired (any worker takes them back)."""
-    retry_base_delay: float = Field(default=1.0, ge=0, le=600)
+    retry_base_delay: float = Field(default=0.5, ge=0, le=600)
     """First retry waits about this long; each further one twice as long (with jitter)."""
     retry_max_delay: float = Field(default=60.0, ge=0, le=3600)
     """Cap of the retry delay."""

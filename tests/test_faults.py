@@ -32,13 +32,18 @@ from db.settings import DatabaseSettings
 from tests.graphql_client import COMPLETED, SUBMIT, post, submit, subscribe_transport_ws
 from tests.processes import Processes
 
-LEASE = os.environ.get("FAULT_TEST_LEASE_SECONDS", "4")
-FAST_RECOVERY = {
-    "ENGINE_LEASE_SECONDS": LEASE,
-    "ENGINE_SWEEP_INTERVAL": "0.5",
-    "ENGINE_RETRY_BASE_DELAY": "0.2",
-    "ENGINE_POLL_INTERVAL": "2",
-}
+# Shorter than the defaults (8 s lease, 1 s sweep, 0.5 s first retry) to keep the suite
+# quick; FAULT_TEST_DEFAULTS=1 runs the fault tests with the shipped defaults instead.
+LEASE = "8" if os.environ.get("FAULT_TEST_DEFAULTS") else "4"
+FAST_RECOVERY = (
+    {}
+    if os.environ.get("FAULT_TEST_DEFAULTS")
+    else {
+        "ENGINE_LEASE_SECONDS": LEASE,
+        "ENGINE_SWEEP_INTERVAL": "0.5",
+        "ENGINE_RETRY_BASE_DELAY": "0.25",
+    }
+)
 
 
 class Completions:
@@ -137,7 +142,9 @@ async def test_kill_9_a_worker_mid_analysis(
     assert row.attempts == 2
     picked_up = row.started_at.timestamp() - killed_at
     print(f"\n[kill -9 worker] lease={LEASE}s: taken over {picked_up:.2f}s after the kill")
-    assert picked_up < float(LEASE) + 3
+    # At most one lease (the kill can come right after a renewal), one sweep interval
+    # and the first retry's backoff.
+    assert picked_up < float(LEASE) + 2.5
     assert survivor.process.returncode is None
     # The dead worker's Stockfish saw its stdin close and exited.
     async with asyncio.timeout(10):
