@@ -12,12 +12,18 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import RedirectResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 
+from api import health
 from api.context import Context, Services
 from api.events import NotificationHub
-from api.schema import schema
+from api.metrics import ApiMetrics
+from api.protection import LimitBodySize
+from api.request_ids import RequestIds
+from api.schema import build_schema
 from api.settings import ApiSettings
 from api.websockets import Router
 from db.session import create_engine
@@ -37,6 +43,7 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
         try:
             await hub.start()
             services.append(Services(database=database, hub=hub, settings=settings))
+            metrics.watch_subscriptions(lambda: hub.waiting)
             app.state.services = services[0]
             yield
         finally:
@@ -47,8 +54,9 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
     async def context() -> Context:
         return Context(services[0])
 
+    metrics = ApiMetrics()
     graphql = Router(
-        schema,
+        build_schema(settings, metrics),
         path="/graphql",
         context_getter=context,
         graphql_ide="graphiql" if settings.graphiql else None,
@@ -58,8 +66,28 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
         keep_alive_interval=settings.ws_keep_alive_interval,
         max_subscriptions_per_connection=settings.ws_max_subscriptions,
     )
-    app = FastAPI(title="Chess analysis", lifespan=lifespan, docs_url=None, redoc_url=None)
+    graphql.metrics = metrics
+    app = FastAPI(
+        title="Chess analysis", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.include_router(graphql)
+    app.include_router(health.router(lambda: services[0] if services else None))
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_page() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    # Outermost first: the request id covers everything, including refusals.
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID"],
+        )
+    app.add_middleware(LimitBodySize, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIds)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

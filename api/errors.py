@@ -19,6 +19,7 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 from strawberry.types import ExecutionContext
 
+from db import logs
 from db.errors import DatabaseUnavailableError
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,11 @@ class ShapeErrors(MaskErrors):
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         shown = client_error(error)
         if shown is None:
-            message, extensions = "Internal server error.", {"code": "INTERNAL_SERVER_ERROR"}
+            message = "Internal server error."
+            extensions: dict[str, Any] = {"code": "INTERNAL_SERVER_ERROR"}
+            request_id = logs.request_id.get()
+            if request_id is not None:
+                extensions["requestId"] = request_id
         else:
             message, extensions = str(shown), shown.extensions
         return GraphQLError(

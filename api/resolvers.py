@@ -11,11 +11,20 @@ from collections.abc import AsyncGenerator
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api import validation
+from api import cursors, validation
 from api.context import ResolverInfo
-from api.errors import NotFoundError, QueueFullError
-from api.types import Analysis, SubmitAnalysisInput
-from db import models, queue
+from api.errors import BadUserInputError, NotFoundError, QueueFullError
+from api.types import (
+    Analysis,
+    AnalysisConnection,
+    AnalysisEdge,
+    AnalysisStatus,
+    PageInfo,
+    QueueStats,
+    SubmitAnalysisInput,
+    WorkerStatus,
+)
+from db import insight, models, queue
 from db.errors import DatabaseUnavailableError
 
 OUTAGE_RETRY_MIN_SECONDS = 0.2
@@ -96,3 +105,62 @@ async def read_through_outage(
         except DatabaseUnavailableError:
             await asyncio.sleep(delay)
             delay = min(delay * 2, OUTAGE_RETRY_MAX_SECONDS)
+
+
+async def analyses(
+    info: ResolverInfo,
+    first: int = 20,
+    after: str | None = None,
+    status: AnalysisStatus | None = None,
+) -> AnalysisConnection:
+    """Analyses, newest first, `first` at a time; pass `endCursor` as `after` for more."""
+    limit = info.context.settings.max_page_size
+    if not 1 <= first <= limit:
+        raise BadUserInputError("first", f"must be between 1 and {limit}")
+    position = None if after is None else cursors.decode(after)
+    wanted = None if status is None else models.AnalysisStatus(status.value)
+    rows = await insight.newest(info.context.database, first + 1, position, wanted)
+    page = rows[:first]
+    edges = [
+        AnalysisEdge(node=Analysis.from_model(row), cursor=cursors.encode(row)) for row in page
+    ]
+    return AnalysisConnection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=len(rows) > first,
+            has_previous_page=after is not None,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+    )
+
+
+async def queue_stats(info: ResolverInfo) -> QueueStats:
+    """Counts by status, age of the oldest queued analysis, throughput, live workers."""
+    stats = await insight.queue_stats(info.context.database)
+    counts = stats.counts
+    return QueueStats(
+        queued=counts[models.AnalysisStatus.QUEUED],
+        running=counts[models.AnalysisStatus.RUNNING],
+        done=counts[models.AnalysisStatus.DONE],
+        failed=counts[models.AnalysisStatus.FAILED],
+        canceled=counts[models.AnalysisStatus.CANCELED],
+        oldest_queued_age_seconds=stats.oldest_queued_seconds,
+        finished_last_minute=stats.finished_last_minute,
+        workers_alive=len(stats.workers),
+        workers=[
+            WorkerStatus(
+                id=strawberry.ID(load.worker.id),
+                host=load.worker.host,
+                pid=load.worker.pid,
+                slots=load.worker.slots,
+                running=load.running,
+                engine=load.worker.engine,
+                listening=load.worker.listening,
+                started_at=load.worker.started_at,
+                last_seen_at=load.worker.last_seen_at,
+            )
+            for load in stats.workers
+        ],
+        running_without_worker=stats.running_unowned,
+    )

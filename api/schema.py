@@ -7,20 +7,30 @@ refreshes it, and a test fails when the two drift apart.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.types import ExecutionContext
 
-from api import resolvers
+from api import protection, resolvers
 from api.errors import ShapeErrors, log_unexpected
-from api.types import Analysis
+from api.metrics import ApiMetrics
+from api.settings import ApiSettings
+from api.types import Analysis, AnalysisConnection, QueueStats
 
 
 @strawberry.type
 class Query:
     analysis: Analysis | None = strawberry.field(
         resolver=resolvers.analysis, description="The analysis with this id; null if none."
+    )
+    analyses: AnalysisConnection = strawberry.field(
+        resolver=resolvers.analyses,
+        description="Analyses, newest first, optionally of one status (cursor pagination).",
+    )
+    queue_stats: QueueStats = strawberry.field(
+        resolver=resolvers.queue_stats, description="The queue and its workers right now."
     )
 
 
@@ -56,7 +66,33 @@ class Schema(strawberry.Schema):
         log_unexpected(errors, execution_context)
 
 
-schema = Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=[ShapeErrors])
+def build_schema(settings: ApiSettings | None = None, metrics: ApiMetrics | None = None) -> Schema:
+    """The schema, with the protection limits of `settings` and counting into `metrics`."""
+    extensions: list[Any] = []
+    if metrics is not None:
+        extensions.append(metrics.extension())
+    if settings is not None:
+        extensions.extend(protection.extensions(settings))
+    extensions.append(ShapeErrors)
+    built = Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
+    if metrics is not None:
+        metrics.root_fields |= root_fields(built)
+    return built
+
+
+def root_fields(built: Schema) -> set[str]:
+    """The names of every root field of `built`."""
+    graphql_schema = built._schema
+    roots = (
+        graphql_schema.query_type,
+        graphql_schema.mutation_type,
+        graphql_schema.subscription_type,
+    )
+    return {name for root in roots if root is not None for name in root.fields}
+
+
+schema = build_schema()
+"""The schema as printed in api/schema.graphql (the limits do not change its shape)."""
 
 
 if __name__ == "__main__":

@@ -41,3 +41,19 @@ class ApiSettings(BaseSettings):
     """Seconds between server keep-alive messages on idle WebSockets."""
     ws_max_subscriptions: int = Field(default=100, ge=1, le=10_000)
     """Subscriptions one WebSocket connection may hold at once."""
+    max_query_depth: int = Field(default=8, ge=1, le=100)
+    """Deepest selection nesting a document may have."""
+    max_tokens: int = Field(default=2_000, ge=10, le=1_000_000)
+    """Lexical tokens a document may have (refused before it is parsed in full)."""
+    max_aliases: int = Field(default=20, ge=0, le=10_000)
+    """Field aliases a document may use (aliases multiply work)."""
+    max_body_bytes: int = Field(default=100_000, ge=1_000, le=100_000_000)
+    """Largest HTTP request body; larger ones are refused with 413 before they are read."""
+    introspection: bool = True
+    """Answer introspection queries (GraphiQL and codegen need them)."""
+    cors_origins: list[str] = Field(default_factory=list)
+    """Origins allowed to call the API from a browser, as a JSON list; `["*"]` for any."""
+    document_cache_size: int = Field(default=256, ge=0, le=100_000)
+    """Parsed and validated documents kept per process (each cache is bounded)."""
+    max_page_size: int = Field(default=100, ge=1, le=10_000)
+    """Largest `first` a listing accepts."""

@@ -96,3 +96,60 @@ class SubmitAnalysisInput:
     depth_limit: int | None = strawberry.field(
         default=None, description="Plies the engine may search, 1..60; null: time only."
     )
+
+
+@strawberry.type(description="One analysis in a listing, and where the listing stands.")
+class AnalysisEdge:
+    node: Analysis
+    cursor: str = strawberry.field(description="Pass as `after` to continue past this node.")
+
+
+@strawberry.type(description="Where a page of a listing stands (Relay connections).")
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type(description="A page of analyses, newest first.")
+class AnalysisConnection:
+    edges: list[AnalysisEdge]
+    page_info: PageInfo
+
+
+@strawberry.type(description="A live worker process, from its heartbeat.")
+class WorkerStatus:
+    id: strawberry.ID
+    host: str
+    pid: int
+    slots: int = strawberry.field(description="Analyses it can run at once.")
+    running: int = strawberry.field(description="Analyses it runs now.")
+    engine: str | None
+    listening: bool = strawberry.field(
+        description="Its notification connection is up: it wakes on new work at once."
+    )
+    started_at: datetime
+    last_seen_at: datetime
+
+
+@strawberry.type(description="The queue at one moment, read in one snapshot.")
+class QueueStats:
+    queued: int
+    running: int
+    done: int
+    failed: int
+    canceled: int
+    oldest_queued_age_seconds: float | None = strawberry.field(
+        description="Age of the oldest queued analysis; null when none waits."
+    )
+    finished_last_minute: int = strawberry.field(
+        description="Analyses that became DONE, FAILED or CANCELED in the last 60 s."
+    )
+    workers_alive: int
+    workers: list[WorkerStatus] = strawberry.field(
+        description="Live workers (heartbeat not expired), oldest first."
+    )
+    running_without_worker: int = strawberry.field(
+        description="Running analyses whose worker is gone; the next sweep takes them back."
+    )

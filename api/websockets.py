@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from strawberry.fastapi import GraphQLRouter
@@ -22,9 +23,24 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
 from api.context import Context
+from api.metrics import ApiMetrics
 
 INIT_TIMEOUT_CLOSE_CODE = 4408
 """The close code graphql-transport-ws uses for a missing `connection_init`."""
+
+
+@contextlib.contextmanager
+def counted(view: Any) -> Iterator[None]:
+    """Count the connection in the `websocket_connections` gauge while it is open."""
+    metrics: ApiMetrics | None = getattr(view, "metrics", None)
+    if metrics is None:
+        yield
+        return
+    metrics.websockets.inc()
+    try:
+        yield
+    finally:
+        metrics.websockets.dec()
 
 
 class LegacyHandler(BaseGraphQLWSHandler[Context, None]):
@@ -33,7 +49,8 @@ class LegacyHandler(BaseGraphQLWSHandler[Context, None]):
     async def handle(self) -> None:
         deadline = asyncio.create_task(self._close_unless_initialised())
         try:
-            await super().handle()
+            with counted(self.view):
+                await super().handle()
         finally:
             deadline.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -52,6 +69,10 @@ class TransportHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """`graphql-transport-ws` with server pings on acknowledged connections."""
 
     _pinger: asyncio.Task[None] | None = None
+
+    async def handle(self) -> None:
+        with counted(self.view):
+            await super().handle()
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
@@ -77,3 +98,4 @@ class Router(GraphQLRouter[Context, None]):
 
     graphql_ws_handler_class = LegacyHandler
     graphql_transport_ws_handler_class = TransportHandler
+    metrics: ApiMetrics | None = None

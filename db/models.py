@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
     Enum,
     Float,
@@ -145,3 +146,34 @@ Index(
     Analysis.lease_expires_at,
     postgresql_where=Analysis.status == AnalysisStatus.RUNNING,
 )
+
+# Newest-first listings (keyset pagination), over everything or one status.
+Index("ix_analyses_listing", Analysis.created_at.desc(), Analysis.id.desc())
+Index(
+    "ix_analyses_status_listing",
+    Analysis.status,
+    Analysis.created_at.desc(),
+    Analysis.id.desc(),
+)
+# "Finished in the last minute" in queue statistics.
+Index("ix_analyses_finished_at", Analysis.finished_at)
+
+
+class WorkerRow(Base):
+    """One worker process, as its heartbeat last described it."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    host: Mapped[str] = mapped_column(Text)
+    pid: Mapped[int] = mapped_column(Integer)
+    slots: Mapped[int] = mapped_column(Integer)
+    engine: Mapped[str | None] = mapped_column(Text)
+    listening: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    """True while its LISTEN connection is up (it wakes on new work at once)."""
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_seen_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    """Past this, the worker is presumed dead and its row is removed."""

@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import socket
 import uuid
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import notifications, queue
+from db import notifications, queue, workers
 from db.errors import DatabaseUnavailableError
 from engine.pool import start_engines
 from engine.settings import EngineSettings
@@ -67,12 +69,23 @@ class Worker:
             on_reconnect=self._after_reconnect,
             application_name="chess-analysis-worker",
         )
+        self._listener = listener
+        self._info = workers.WorkerInfo(
+            id=self.id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            slots=len(engines),
+            engine=engines[0].name,
+        )
         try:
             await listener.start()
+            await self._announce()
             log.info("worker %s ready: %d slots of %s", self.id, len(engines), engines[0].name)
             self.ready.set()
             await self._serve(stop)
         finally:
+            with contextlib.suppress(DatabaseUnavailableError):
+                await workers.remove(self.database, self.id)
             await listener.close()
             await asyncio.gather(*(engine.close() for engine in engines), return_exceptions=True)
             log.info("worker %s stopped", self.id)
@@ -123,9 +136,20 @@ class Worker:
         for slot in self.slots:
             slot.wake()
 
+    async def _announce(self) -> None:
+        """Write this worker's heartbeat row: alive, and whether it hears notifications."""
+        await workers.register(
+            self.database,
+            self._info,
+            listening=self._listener.connected,
+            ttl=self.settings.lease_seconds,
+        )
+
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
+            with contextlib.suppress(DatabaseUnavailableError):
+                await self._announce()
             running = {slot.job.id: slot for slot in self.slots if slot.job is not None}
             try:
                 leases = await queue.renew_leases(
@@ -152,3 +176,5 @@ class Worker:
                 taken = await queue.requeue_expired(self.database, self.backoff)
                 for analysis_id, status in taken.items():
                     log.warning("took back %s (lease expired): now %s", analysis_id, status.value)
+                for worker_id in await workers.remove_expired(self.database):
+                    log.warning("worker %s stopped sending heartbeats; row removed", worker_id)

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.app import create_app
 from api.context import Services
 from api.settings import ApiSettings
-from db import embedded, migrations
+from db import embedded, logs, migrations
 from db.session import create_engine
 from db.settings import DatabaseSettings, asyncpg_dsn, with_database
 from engine.settings import EngineSettings, find_stockfish
@@ -32,7 +32,7 @@ from engine.worker import Worker
 REFERENCE_FEN = "8/8/6P1/4R3/8/6k1/2r5/6K1 b - - 0 1"
 """Black mates in two: 1… Rc1+ 2. Re1 Rxe1#."""
 
-pytest_plugins: list[str] = []
+logs.add_ids_to_records()
 
 
 @pytest.fixture(scope="session")

@@ -107,12 +107,19 @@ async def test_unexpected_errors_are_masked_and_logged(
     # Break the table under the API: a real failure the resolver does not expect.
     async with database.begin() as connection:
         await connection.exec_driver_sql("ALTER TABLE analyses RENAME COLUMN fen TO fen_gone")
-    body = await post(api.http_url, SUBMIT, {"input": {"fen": REFERENCE_FEN}})
-    [error] = body["errors"]
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.post(
+            api.http_url,
+            json={"query": SUBMIT, "variables": {"input": {"fen": REFERENCE_FEN}}},
+            headers={"X-Request-ID": "trace-me-42"},
+        )
+    [error] = response.json()["errors"]
     assert error["message"] == "Internal server error."
-    assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR"}
-    assert "fen_gone" not in str(body) and "fen" not in error["message"]
-    assert any("unexpected error" in record.message for record in caplog.records)
+    assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR", "requestId": "trace-me-42"}
+    assert response.headers["x-request-id"] == "trace-me-42"
+    assert "fen_gone" not in response.text
+    logged = [record for record in caplog.records if "unexpected error" in record.message]
+    assert logged and logged[0].request_id == "trace-me-42"  # type: ignore[attr-defined]
 
 
 async def test_graphiql_is_served(api: Server) -> None:

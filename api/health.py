@@ -1,0 +1,53 @@
+"""Liveness and readiness for load balancers and orchestrators.
+
+- `GET /healthz`: the process answers (200).
+- `GET /readyz`: the database answers and the LISTEN connection is up (200), else 503
+  with what is wrong, so a balancer sends no traffic to a process that cannot serve it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from api.context import Services
+
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+def router(services: Callable[[], Services | None]) -> APIRouter:
+    """The health routes, reading the process's services through `services`."""
+    routes = APIRouter()
+
+    @routes.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @routes.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        current = services()
+        if current is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        database = "ok"
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+                async with current.database.connect() as connection:
+                    await connection.execute(text("SELECT 1"))
+        except Exception as exc:  # any failure means: not ready
+            database = f"unavailable: {type(exc).__name__}"
+        listener = "ok" if current.hub.connected else "reconnecting"
+        ready = database == "ok" and listener == "ok"
+        return JSONResponse(
+            {
+                "status": "ready" if ready else "not ready",
+                "database": database,
+                "listener": listener,
+            },
+            status_code=200 if ready else 503,
+        )
+
+    return routes

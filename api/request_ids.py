@@ -1,0 +1,43 @@
+"""A request id for every HTTP request and WebSocket connection.
+
+Taken from the client's `X-Request-ID` header when it is a sensible token, else made
+up; sent back in the response's `X-Request-ID`, put on every log line written while
+the request is served, and shown in masked errors so a report can be matched to the log.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from db import logs
+
+HEADER = b"x-request-id"
+ACCEPTABLE = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class RequestIds:
+    """ASGI middleware that sets `db.logs.request_id` for the request's lifetime."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(HEADER, b"")
+        request_id = given.decode() if ACCEPTABLE.match(given) else uuid.uuid4().hex
+        token = logs.request_id.set(request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (HEADER, request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)
+        finally:
+            logs.request_id.reset(token)

@@ -1,0 +1,104 @@
+"""Read-only views of the queue: newest-first listings and queue statistics."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, text, tuple_
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db import errors
+from db.models import Analysis, AnalysisStatus, WorkerRow
+from db.session import session
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a listing page ends: the (created_at, id) of its last row."""
+
+    created_at: datetime
+    id: uuid.UUID
+
+
+@errors.translated
+async def newest(
+    engine: AsyncEngine,
+    limit: int,
+    after: Position | None = None,
+    status: AnalysisStatus | None = None,
+) -> list[Analysis]:
+    """Up to `limit` rows, newest first, strictly after `after` (keyset pagination:
+    rows inserted meanwhile land before the first page and never shift later ones)."""
+    query = select(Analysis).order_by(Analysis.created_at.desc(), Analysis.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(Analysis.status == status)
+    if after is not None:
+        query = query.where(
+            tuple_(Analysis.created_at, Analysis.id) < tuple_(after.created_at, after.id)
+        )
+    async with session(engine) as db:
+        return list(await db.scalars(query))
+
+
+@dataclass(frozen=True)
+class WorkerLoad:
+    """A live worker and how many analyses it runs now."""
+
+    worker: WorkerRow
+    running: int
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """The queue at one moment."""
+
+    counts: dict[AnalysisStatus, int]
+    oldest_queued_seconds: float | None
+    finished_last_minute: int
+    workers: list[WorkerLoad]
+    running_unowned: int
+    """Running rows whose worker has no live heartbeat row (lost; the sweep takes them back)."""
+
+
+COUNTS = text("SELECT status, count(*) AS n FROM analyses GROUP BY status")
+OLDEST_QUEUED = text(
+    """
+    SELECT extract(epoch FROM now() - min(created_at)) AS seconds
+      FROM analyses WHERE status = 'queued'
+    """
+)
+FINISHED_LAST_MINUTE = text(
+    "SELECT count(*) FROM analyses WHERE finished_at > now() - interval '1 minute'"
+)
+RUNNING_PER_WORKER = text(
+    "SELECT worker_id, count(*) AS n FROM analyses WHERE status = 'running' GROUP BY worker_id"
+)
+
+
+@errors.translated
+async def queue_stats(engine: AsyncEngine) -> QueueStats:
+    """Counts by status, queue age, throughput and the live workers' load, read in one
+    snapshot (REPEATABLE READ) so the numbers agree with each other."""
+    async with session(engine) as db:
+        await db.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        counts = {AnalysisStatus(row.status): row.n for row in await db.execute(COUNTS)}
+        oldest = (await db.execute(OLDEST_QUEUED)).scalar_one()
+        finished = (await db.execute(FINISHED_LAST_MINUTE)).scalar_one()
+        running = {row.worker_id: row.n for row in await db.execute(RUNNING_PER_WORKER)}
+        alive = list(
+            await db.scalars(
+                select(WorkerRow)
+                .where(WorkerRow.expires_at > text("now()"))
+                .order_by(WorkerRow.started_at)
+            )
+        )
+    loads = [WorkerLoad(worker, running.pop(worker.id, 0)) for worker in alive]
+    return QueueStats(
+        counts={status: counts.get(status, 0) for status in AnalysisStatus},
+        oldest_queued_seconds=None if oldest is None else float(oldest),
+        finished_last_minute=int(finished),
+        workers=loads,
+        running_unowned=sum(running.values()),
+    )
