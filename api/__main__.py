@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from api.app import create_app
 from api.settings import ApiSettings
-from db import embedded
+from db import embedded, logs
+from db.logs import LogSettings
 from db.settings import DatabaseSettings
 
 log = logging.getLogger("api")
@@ -20,10 +21,8 @@ GRACEFUL_SHUTDOWN_SECONDS = 5
 
 def main() -> int:
     """Entry point of `chess-analysis-api`."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
+        logs.configure(LogSettings())
         settings, database_settings = ApiSettings(), DatabaseSettings()
     except ValidationError as exc:
         log.error("invalid setting: %s", exc)

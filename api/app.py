@@ -42,7 +42,9 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
         hub = NotificationHub(url, database, ping_interval=settings.listen_ping_interval)
         try:
             await hub.start()
-            services.append(Services(database=database, hub=hub, settings=settings))
+            services.append(
+                Services(database=database, hub=hub, settings=settings, metrics=metrics)
+            )
             metrics.watch_subscriptions(lambda: hub.waiting)
             app.state.services = services[0]
             yield

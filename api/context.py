@@ -9,6 +9,7 @@ from strawberry.fastapi import BaseContext
 from strawberry.types import Info
 
 from api.events import NotificationHub
+from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from api.validation import Limits
 
@@ -20,6 +21,7 @@ class Services:
     database: AsyncEngine
     hub: NotificationHub
     settings: ApiSettings
+    metrics: ApiMetrics
 
     @property
     def limits(self) -> Limits:
@@ -38,6 +40,7 @@ class Context(BaseContext):
         self.database = services.database
         self.hub = services.hub
         self.settings = services.settings
+        self.metrics = services.metrics
         self.limits = services.limits
 
 

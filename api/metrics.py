@@ -14,7 +14,14 @@ import time
 from collections.abc import Callable, Iterator
 
 from graphql import FieldNode, get_operation_ast
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from strawberry.extensions import SchemaExtension
 
 UNKNOWN = "unknown"
@@ -24,6 +31,7 @@ class ApiMetrics:
     """The metrics of one API process, in a registry of its own."""
 
     def __init__(self) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created: noise
         self.root_fields: set[str] = {"__schema", "__type", "__typename"}
         """Root field names that may appear as label values (the schema's own)."""
         self.registry = CollectorRegistry()

@@ -42,6 +42,10 @@ def extensions(settings: ApiSettings) -> list[ExtensionFactory]:
     return limits
 
 
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+"""Past this much, a refused body is not read to its end: the connection is closed."""
+
+
 class BodyTooLargeError(Exception):
     """The request body went past the limit while it was being read."""
 
@@ -59,6 +63,7 @@ class LimitBodySize:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._drain(receive)
             await self._refuse(send)
             return
         received = 0
@@ -82,7 +87,21 @@ class LimitBodySize:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLargeError:
             if not started:
+                await self._drain(receive)
                 await self._refuse(send)
+
+    @staticmethod
+    async def _drain(receive: Receive) -> None:
+        """Read and drop what the client still sends (up to a bound), so that it gets to
+        read the 413 instead of finding the connection reset mid-upload."""
+        drained = 0
+        while drained < DRAIN_LIMIT_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
 
     async def _refuse(self, send: Send) -> None:
         body = (

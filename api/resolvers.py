@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 import uuid
 from collections.abc import AsyncGenerator
 
@@ -43,6 +44,7 @@ async def submit_analysis(info: ResolverInfo, input: SubmitAnalysisInput) -> Ana
     A position without legal moves is DONE at once with an empty result.
     """
     settings = info.context.settings
+    started = time.perf_counter()
     request = validation.validate_submission(
         input.fen,
         input.num_moves_to_return,
@@ -54,6 +56,7 @@ async def submit_analysis(info: ResolverInfo, input: SubmitAnalysisInput) -> Ana
     row = await queue.enqueue(info.context.database, request, max_queued=settings.max_queued)
     if row is None:
         raise QueueFullError(settings.max_queued, settings.queue_full_retry_after)
+    info.context.metrics.submit.observe(time.perf_counter() - started)
     return Analysis.from_model(row)
 
 

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, text, tuple_
+from sqlalchemy import Select, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import errors
@@ -22,15 +22,11 @@ class Position:
     id: uuid.UUID
 
 
-@errors.translated
-async def newest(
-    engine: AsyncEngine,
-    limit: int,
-    after: Position | None = None,
-    status: AnalysisStatus | None = None,
-) -> list[Analysis]:
-    """Up to `limit` rows, newest first, strictly after `after` (keyset pagination:
-    rows inserted meanwhile land before the first page and never shift later ones)."""
+def newest_query(
+    limit: int, after: Position | None = None, status: AnalysisStatus | None = None
+) -> Select[Analysis]:
+    """Up to `limit` rows, newest first, strictly after `after`: keyset pagination over
+    `ix_analyses_listing` (or `ix_analyses_status_listing` with a status)."""
     query = select(Analysis).order_by(Analysis.created_at.desc(), Analysis.id.desc()).limit(limit)
     if status is not None:
         query = query.where(Analysis.status == status)
@@ -38,8 +34,20 @@ async def newest(
         query = query.where(
             tuple_(Analysis.created_at, Analysis.id) < tuple_(after.created_at, after.id)
         )
+    return query
+
+
+@errors.translated
+async def newest(
+    engine: AsyncEngine,
+    limit: int,
+    after: Position | None = None,
+    status: AnalysisStatus | None = None,
+) -> list[Analysis]:
+    """A page of `newest_query`: rows inserted meanwhile are newer than the first page,
+    so they never shift later ones."""
     async with session(engine) as db:
-        return list(await db.scalars(query))
+        return list(await db.scalars(newest_query(limit, after, status)))
 
 
 @dataclass(frozen=True)

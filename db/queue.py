@@ -201,6 +201,16 @@ async def claim_next(
     )
 
 
+COUNT_QUEUED = text("SELECT count(*) FROM analyses WHERE status = 'queued'")
+
+
+@errors.translated
+async def count_queued(engine: AsyncEngine) -> int:
+    """How many rows wait in the queue (over the partial claim index)."""
+    async with engine.connect() as connection:
+        return int((await connection.execute(COUNT_QUEUED)).scalar_one())
+
+
 NEXT_DUE = text(
     """
     SELECT extract(epoch FROM min(run_after) - now()) AS seconds

@@ -9,7 +9,8 @@ import sys
 
 from pydantic import ValidationError
 
-from db import embedded
+from db import embedded, logs
+from db.logs import LogSettings
 from db.session import create_engine
 from db.settings import DatabaseSettings
 from engine.pool import EngineStartError
@@ -36,6 +37,13 @@ async def serve(engine_settings: EngineSettings, database_settings: DatabaseSett
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     worker = Worker(engine_settings, database, url, stockfish)
+    if engine_settings.metrics_port is not None:
+        worker.metrics.serve(engine_settings.metrics_port, engine_settings.metrics_host)
+        log.info(
+            "metrics on http://%s:%d/metrics",
+            engine_settings.metrics_host,
+            engine_settings.metrics_port,
+        )
     try:
         await worker.run(stop)
     except EngineStartError as exc:
@@ -48,10 +56,8 @@ async def serve(engine_settings: EngineSettings, database_settings: DatabaseSett
 
 def main() -> int:
     """Entry point of `chess-analysis-worker`."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
+        logs.configure(LogSettings())
         engine_settings, database_settings = EngineSettings(), DatabaseSettings()
     except ValidationError as exc:
         log.error("invalid setting: %s", exc)

@@ -49,6 +49,11 @@ class EngineSettings(BaseSettings):
     start_timeout: float = Field(default=10.0, gt=0, le=120)
     """Seconds an engine may take to start and answer `uci`."""
 
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """Serve Prometheus metrics on this port (unset: no metrics server)."""
+    metrics_host: str = "127.0.0.1"
+    """Interface of the metrics server."""
+
     @property
     def heartbeat_interval(self) -> float:
         """Seconds between lease renewals: a quarter of the lease."""

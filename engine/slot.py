@@ -20,9 +20,11 @@ from typing import TypeVar
 import chess.engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import queue
+from db import logs, queue
 from db.errors import DatabaseUnavailableError
+from db.models import AnalysisStatus
 from engine import analysis
+from engine.metrics import WorkerMetrics
 from engine.pool import EngineStartError, Stockfish
 from engine.settings import EngineSettings
 
@@ -53,6 +55,7 @@ class SlotContext:
     database: AsyncEngine
     worker_id: str
     backoff: queue.Backoff
+    metrics: WorkerMetrics
 
 
 class Slot:
@@ -137,14 +140,22 @@ class Slot:
     async def _process(self, job: queue.ClaimedJob) -> None:
         self.job, self._interrupt = job, None
         self._interrupted.clear()
+        token = logs.analysis_id.set(str(job.id))
+        metrics = self.context.metrics
+        metrics.claimed.inc()
+        metrics.busy_slots.inc()
         try:
-            log.info("analysing %s (attempt %d of %d)", job.id, job.attempts, job.max_attempts)
+            log.info("analysing (attempt %d of %d)", job.attempts, job.max_attempts)
             await self._analyse(job)
         finally:
+            metrics.busy_slots.dec()
+            logs.analysis_id.reset(token)
             self.job = None
 
     async def _analyse(self, job: queue.ClaimedJob) -> None:
         timeout = job.time_limit + self.context.settings.timeout_margin
+        metrics = self.context.metrics
+        started = asyncio.get_running_loop().time()
         search = asyncio.create_task(analysis.analyse(self.engine.protocol, job, timeout))
         interrupted = asyncio.create_task(self._interrupted.wait())
         try:
@@ -159,21 +170,29 @@ class Slot:
             lines = search.result()
         except (chess.engine.EngineTerminatedError, TimeoutError) as exc:
             reason = "engine timed out" if isinstance(exc, TimeoutError) else "engine died"
-            log.warning("analysis %s: %s; replacing the engine", job.id, reason)
+            log.warning("%s; replacing the engine", reason)
             await self.engine.close()
+            metrics.engine_restarts.inc()
             status = await self._record(
                 queue.retry, job, reason, self.context.backoff, self.engine.name
             )
-            log.info("analysis %s: %s", job.id, status.value if status else "no longer ours")
+            if status is AnalysisStatus.FAILED:
+                metrics.failed.inc()
+            elif status is AnalysisStatus.QUEUED:
+                metrics.retried.inc()
+            log.info("now %s", status.value if status else "no longer this worker's")
             return
         except chess.engine.EngineError as exc:
-            log.warning("analysis %s failed: %s", job.id, exc)
-            await self._record(queue.fail, job, f"engine error: {exc}", self.engine.name)
+            log.warning("failed: %s", exc)
+            if await self._record(queue.fail, job, f"engine error: {exc}", self.engine.name):
+                metrics.failed.inc()
             return
         if await self._record(queue.finish, job, lines, self.engine.name):
-            log.info("analysis %s done", job.id)
+            metrics.finished.inc()
+            metrics.duration.observe(asyncio.get_running_loop().time() - started)
+            log.info("done")
         else:
-            log.warning("analysis %s: the row is no longer ours; result dropped", job.id)
+            log.warning("the row is no longer this worker's; result dropped")
 
     async def _stop_search(self, search: asyncio.Task[object]) -> None:
         """Stop the engine's search; replace the engine if it does not settle at once."""
@@ -184,12 +203,14 @@ class Slot:
             await asyncio.wait_for(self.engine.protocol.ping(), ENGINE_CHECK_SECONDS)
         except (TimeoutError, chess.engine.EngineError):
             await self.engine.close()
+            self.context.metrics.engine_restarts.inc()
 
     async def _interrupted_outcome(self, job: queue.ClaimedJob) -> None:
         reason = self._interrupt or Interrupt.SHUTDOWN
-        log.info("analysis %s stopped: %s", job.id, reason.value)
+        log.info("stopped: %s", reason.value)
         if reason is Interrupt.CANCELED:
-            await self._record(queue.mark_canceled, job)
+            if await self._record(queue.mark_canceled, job):
+                self.context.metrics.canceled.inc()
         elif reason is Interrupt.SHUTDOWN:
             await self._record(queue.release, job)
 
@@ -208,7 +229,7 @@ class Slot:
                 return await write(self.context.database, job, self.context.worker_id, *args)
             except DatabaseUnavailableError as exc:
                 if asyncio.get_running_loop().time() + delay > deadline:
-                    log.warning("analysis %s: outcome not recorded (%s)", job.id, exc)
+                    log.warning("outcome not recorded (%s)", exc)
                     return None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)

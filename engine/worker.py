@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import notifications, queue, workers
 from db.errors import DatabaseUnavailableError
+from engine.metrics import WorkerMetrics
 from engine.pool import start_engines
 from engine.settings import EngineSettings
 from engine.slot import Interrupt, Slot, SlotContext, first_of
@@ -51,6 +52,7 @@ class Worker:
         """Set once every engine runs and the worker listens for new work."""
         self.slots: list[Slot] = []
         self.backoff = queue.Backoff(settings.retry_base_delay, settings.retry_max_delay)
+        self.metrics = WorkerMetrics()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down gracefully."""
@@ -60,7 +62,7 @@ class Worker:
             hash_mb=self.settings.hash_mb,
             start_timeout=self.settings.start_timeout,
         )
-        context = SlotContext(self.settings, self.database, self.id, self.backoff)
+        context = SlotContext(self.settings, self.database, self.id, self.backoff, self.metrics)
         self.slots = [Slot(context, engine, number) for number, engine in enumerate(engines)]
         listener = notifications.Listener(
             self.dsn,
@@ -150,6 +152,7 @@ class Worker:
             await asyncio.sleep(self.settings.heartbeat_interval)
             with contextlib.suppress(DatabaseUnavailableError):
                 await self._announce()
+                self.metrics.queue_depth.set(await queue.count_queued(self.database))
             running = {slot.job.id: slot for slot in self.slots if slot.job is not None}
             try:
                 leases = await queue.renew_leases(

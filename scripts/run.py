@@ -17,7 +17,7 @@ import time
 from types import FrameType
 
 from api.settings import ApiSettings
-from db import embedded, migrations
+from db import embedded, logs, migrations
 from db.settings import DatabaseSettings
 
 STOP_TIMEOUT_SECONDS = 30
@@ -25,9 +25,9 @@ log = logging.getLogger("run")
 
 
 def main() -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # People read this log in a terminal: text, unless asked otherwise.
+    os.environ.setdefault("LOG_FORMAT", "text")
+    logs.configure(logs.LogSettings())
     database_settings = DatabaseSettings()
     server = None
     url = database_settings.url
