@@ -37,6 +37,9 @@ def run_migrations_offline() -> None:
 
 
 def run_with(connection: Connection) -> None:
+    # A migration that cannot take its lock quickly fails instead of queueing behind a
+    # long transaction while every claim and finish queues behind it.
+    connection.exec_driver_sql("SET lock_timeout = '10s'")
     context.configure(connection=connection, target_metadata=target_metadata)
     with context.begin_transaction():
         context.run_migrations()
