@@ -37,16 +37,18 @@ def run_migrations_offline() -> None:
 
 
 def run_with(connection: Connection) -> None:
-    # A migration that cannot take its lock quickly fails instead of queueing behind a
-    # long transaction while every claim and finish queues behind it.
-    connection.exec_driver_sql("SET lock_timeout = '10s'")
     context.configure(connection=connection, target_metadata=target_metadata)
     with context.begin_transaction():
         context.run_migrations()
 
 
 async def run_migrations_online() -> None:
-    engine = create_async_engine(sqlalchemy_url(database_url()))
+    # A migration that cannot take its lock quickly fails instead of queueing behind a
+    # long transaction while every claim and finish queues behind it.
+    engine = create_async_engine(
+        sqlalchemy_url(database_url()),
+        connect_args={"server_settings": {"lock_timeout": "10s"}},
+    )
     try:
         async with engine.connect() as connection:
             await connection.run_sync(run_with)
