@@ -9,11 +9,13 @@ import logging
 from typing import Any
 
 import httpx
+from prometheus_client import generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import logs, queue, workers
 from db.models import ResultLine
+from engine.worker import Worker
 from tests.conftest import REFERENCE_FEN, Server, WorkerFactory
 from tests.graphql_client import COMPLETED, SUBMIT, post, submit, subscribe_transport_ws
 from tests.rows import store, wait_terminal
@@ -151,3 +153,18 @@ def test_json_log_lines_carry_ids_and_no_body() -> None:
     assert entry["request_id"] == "req-1"
     assert entry["level"] == "WARNING"
     assert "analysis_id" not in entry
+
+
+async def test_worker_metrics_count_its_work(
+    database: AsyncEngine, start_worker: WorkerFactory
+) -> None:
+    worker: Worker = await start_worker(slots=1, metrics_port=None)
+    row = await store(database)
+    await wait_terminal(database, row)
+    page = generate_latest(worker.metrics.registry).decode()
+    lines = set(page.splitlines())
+    assert "worker_jobs_claimed_total 1.0" in lines
+    assert "worker_jobs_finished_total 1.0" in lines
+    assert "worker_analysis_duration_seconds_count 1.0" in lines
+    assert "worker_engine_restarts_total 0.0" in lines
+    assert "worker_busy_slots 0.0" in lines
