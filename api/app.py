@@ -15,12 +15,18 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions import (
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
 
 from api import health
 from api.context import Context, Services
 from api.events import NotificationHub
+from api.http import GraphQLOverHTTP
 from api.metrics import ApiMetrics
+from api.persisted_queries import PersistedQueries
 from api.protection import LimitBodySize
 from api.request_ids import RequestIds
 from api.schema import build_schema
@@ -42,8 +48,18 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
         hub = NotificationHub(url, database, ping_interval=settings.listen_ping_interval)
         try:
             await hub.start()
+            persisted = None
+            if settings.persisted_queries_size > 0:
+                shared = database if settings.persisted_queries_shared else None
+                persisted = PersistedQueries(settings.persisted_queries_size, shared)
             services.append(
-                Services(database=database, hub=hub, settings=settings, metrics=metrics)
+                Services(
+                    database=database,
+                    hub=hub,
+                    settings=settings,
+                    metrics=metrics,
+                    persisted=persisted,
+                )
             )
             metrics.watch_subscriptions(lambda: hub.waiting)
             app.state.services = services[0]
@@ -62,7 +78,11 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
         path="/graphql",
         context_getter=context,
         graphql_ide="graphiql" if settings.graphiql else None,
-        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+        subscription_protocols=(
+            GRAPHQL_TRANSPORT_WS_PROTOCOL,
+            GRAPHQL_WS_PROTOCOL,
+            MULTIPART_SUBSCRIPTION_PROTOCOL,
+        ),
         connection_init_wait_timeout=timedelta(seconds=settings.ws_connection_init_timeout),
         keep_alive=True,
         keep_alive_interval=settings.ws_keep_alive_interval,
@@ -88,6 +108,11 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
             allow_headers=["*"],
             expose_headers=["X-Request-ID"],
         )
+    app.add_middleware(
+        GraphQLOverHTTP,
+        path="/graphql",
+        persisted=lambda: services[0].persisted if services else None,
+    )
     app.add_middleware(LimitBodySize, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIds)
 

@@ -10,6 +10,7 @@ from strawberry.types import Info
 
 from api.events import NotificationHub
 from api.metrics import ApiMetrics
+from api.persisted_queries import PersistedQueries
 from api.settings import ApiSettings
 from api.validation import Limits
 
@@ -22,6 +23,8 @@ class Services:
     hub: NotificationHub
     settings: ApiSettings
     metrics: ApiMetrics
+    persisted: PersistedQueries | None
+    """Automatic persisted queries; None when turned off."""
 
     @property
     def limits(self) -> Limits:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import MaskErrors
 from strawberry.types import ExecutionContext
 
@@ -103,11 +103,30 @@ def log_unexpected(errors: list[GraphQLError], context: ExecutionContext | None)
             )
 
 
+def graphql_code(error: GraphQLError) -> str:
+    """The Apollo-style code of an error GraphQL itself raised."""
+    if isinstance(error, GraphQLSyntaxError):
+        return "GRAPHQL_PARSE_FAILED"
+    if error.message.startswith("Variable "):
+        return "BAD_USER_INPUT"  # a variable's value does not fit its type
+    if error.path is None:
+        return "GRAPHQL_VALIDATION_FAILED"  # includes the depth, token and alias limits
+    return "INTERNAL_SERVER_ERROR"
+
+
 class ShapeErrors(MaskErrors):
-    """Mask unexpected errors; give client errors their code; leave GraphQL's own alone."""
+    """Mask unexpected errors; give client errors their code; give GraphQL's own errors
+    an Apollo-style code. Every error leaves with `extensions.code`."""
 
     def __init__(self) -> None:
         super().__init__(should_mask_error=raised_by_resolver)
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        shaped = super()._process_errors(errors)
+        for error in shaped:
+            if not (error.extensions or {}).get("code"):
+                error.extensions = {**(error.extensions or {}), "code": graphql_code(error)}
+        return shaped
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         shown = client_error(error)

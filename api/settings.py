@@ -57,3 +57,7 @@ class ApiSettings(BaseSettings):
     """Parsed and validated documents kept per process (each cache is bounded)."""
     max_page_size: int = Field(default=100, ge=1, le=10_000)
     """Largest `first` a listing accepts."""
+    persisted_queries_size: int = Field(default=1_000, ge=0, le=1_000_000)
+    """Persisted documents kept per process (LRU); 0 turns persisted queries off."""
+    persisted_queries_shared: bool = False
+    """Also keep persisted documents in PostgreSQL, shared by every API process."""

@@ -177,3 +177,13 @@ class WorkerRow(Base):
     )
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     """Past this, the worker is presumed dead and its row is removed."""
+
+
+class PersistedQuery(Base):
+    """A GraphQL document registered under its SHA-256 (Apollo's persisted queries)."""
+
+    __tablename__ = "persisted_queries"
+
+    sha256: Mapped[str] = mapped_column(Text, primary_key=True)
+    query: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
