@@ -1,0 +1,188 @@
+"""GraphQL over HTTP: media types, status codes, error codes, persisted queries,
+multipart subscriptions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import REFERENCE_FEN, ApiFactory, Server
+from tests.graphql_client import COMPLETED, submit
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+APOLLO_ACCEPT = "application/graphql-response+json,application/json;q=0.9"
+TYPENAME = "{ __typename }"
+
+
+async def request(
+    server: Server, method: str = "POST", *, accept: str | None = None, **kwargs: Any
+) -> httpx.Response:
+    headers = {"accept": accept} if accept else {}
+    async with httpx.AsyncClient(timeout=10) as client:
+        return await client.request(
+            method, server.http_url, headers={**headers, **kwargs.pop("headers", {})}, **kwargs
+        )
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        (APOLLO_ACCEPT, GRAPHQL_RESPONSE),
+        (GRAPHQL_RESPONSE, GRAPHQL_RESPONSE),
+        ("application/json", "application/json"),
+        ("*/*", "application/json"),
+        (None, "application/json"),
+    ],
+)
+async def test_answers_in_the_media_type_the_client_prefers(
+    api: Server, accept: str | None, expected: str
+) -> None:
+    response = await request(api, accept=accept, json={"query": TYPENAME})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == expected
+    assert response.json() == {"data": {"__typename": "Query"}}
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [("{ bad", "GRAPHQL_PARSE_FAILED"), ("{ nope }", "GRAPHQL_VALIDATION_FAILED")],
+)
+async def test_request_errors_are_400_for_graphql_response_json_and_200_for_json(
+    api: Server, query: str, code: str
+) -> None:
+    modern = await request(api, accept=APOLLO_ACCEPT, json={"query": query})
+    legacy = await request(api, accept="application/json", json={"query": query})
+    assert (modern.status_code, legacy.status_code) == (400, 200)
+    for response in (modern, legacy):
+        body = response.json()
+        assert "data" not in body
+        assert body["errors"][0]["extensions"]["code"] == code
+
+
+async def test_variable_errors_are_bad_user_input(api: Server) -> None:
+    response = await request(
+        api,
+        accept=APOLLO_ACCEPT,
+        json={"query": "query($id: ID!) { analysis(id: $id) { id } }", "variables": {}},
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_field_errors_keep_status_200_and_data(api: Server) -> None:
+    response = await request(
+        api, accept=APOLLO_ACCEPT, json={"query": '{ analysis(id: "nope") { id } }'}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["data"] == {"analysis": None}
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_queries_work_over_get_and_mutations_do_not(api: Server) -> None:
+    query = await request(api, "GET", params={"query": TYPENAME})
+    assert query.json() == {"data": {"__typename": "Query"}}
+    mutation = await request(
+        api,
+        "GET",
+        accept=APOLLO_ACCEPT,
+        params={
+            "query": f'mutation {{ submitAnalysis(input: {{fen: "{REFERENCE_FEN}"}}) {{ id }} }}'
+        },
+    )
+    assert mutation.status_code == 405
+    assert mutation.headers["allow"] == "POST"
+    assert mutation.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+async def test_an_unsupported_content_type_is_415(api: Server) -> None:
+    response = await request(api, content=TYPENAME, headers={"content-type": "text/plain"})
+    assert response.status_code == 415
+    assert response.json()["errors"][0]["extensions"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+
+
+async def test_an_unparseable_body_is_400(api: Server) -> None:
+    response = await request(
+        api, content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+def persisted(query: str) -> dict[str, Any]:
+    digest = hashlib.sha256(query.encode()).hexdigest()
+    return {"persistedQuery": {"version": 1, "sha256Hash": digest}}
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_automatic_persisted_queries(api: Server, method: str) -> None:
+    query = "query Typename { __typename }"
+    extensions = persisted(query)
+
+    async def send(**fields: Any) -> httpx.Response:
+        if method == "GET":
+            params = {k: json.dumps(v) if k == "extensions" else v for k, v in fields.items()}
+            return await request(api, "GET", accept=APOLLO_ACCEPT, params=params)
+        return await request(api, accept=APOLLO_ACCEPT, json=fields)
+
+    unknown = await send(extensions=extensions)
+    assert unknown.status_code == 200
+    assert unknown.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+    registered = await send(query=query, extensions=extensions)
+    assert registered.json() == {"data": {"__typename": "Query"}}
+    known = await send(extensions=extensions)
+    assert known.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_a_hash_that_does_not_match_its_query_is_400(api: Server) -> None:
+    response = await request(
+        api, json={"query": TYPENAME, "extensions": persisted("{ something { else } }")}
+    )
+    assert response.status_code == 400
+    assert "does not match" in response.json()["errors"][0]["message"]
+
+
+async def test_the_persisted_query_store_is_bounded(start_api: ApiFactory) -> None:
+    server = await start_api(persisted_queries_size=2)
+    queries = [f"query Q{n} {{ __typename }}" for n in range(3)]
+    for query in queries:
+        await request(server, json={"query": query, "extensions": persisted(query)})
+    store = server.services.persisted
+    assert store is not None and len(store) == 2
+    evicted = await request(server, json={"extensions": persisted(queries[0])})
+    assert evicted.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+    kept = await request(server, json={"extensions": persisted(queries[2])})
+    assert kept.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_shared_persisted_queries_reach_every_api_process(start_api: ApiFactory) -> None:
+    first = await start_api(persisted_queries_shared=True)
+    second = await start_api(persisted_queries_shared=True)
+    query = "query Shared { __typename }"
+    await request(first, json={"query": query, "extensions": persisted(query)})
+    answer = await request(second, json={"extensions": persisted(query)})
+    assert answer.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_subscriptions_over_http_multipart(api: Server) -> None:
+    mated = "rnb1kbnr/pppp1ppp/8/4p3/6Pq/5P2/PPPPP2P/RNBQKBNR w KQkq - 1 3"
+    done = await submit(api.http_url, fen=mated)
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        client.stream(
+            "POST",
+            api.http_url,
+            json={"query": COMPLETED, "variables": {"id": done["id"]}},
+            headers={"accept": 'multipart/mixed;boundary="graphql";subscriptionSpec=1.0'},
+        ) as response,
+    ):
+        assert response.headers["content-type"].startswith("multipart/mixed")
+        body = (await response.aread()).decode()
+    parts = [part for part in body.split("--graphql") if '"payload"' in part]
+    [payload] = [json.loads(part[part.index("{") :])["payload"] for part in parts]
+    assert payload["data"]["analysisCompleted"]["status"] == "DONE"
+    assert body.rstrip().endswith("--graphql--")
