@@ -1,6 +1,7 @@
 # `make run` and `make test` do all the set-up on a fresh Debian/Ubuntu machine:
 # a virtual environment in .venv, Stockfish from apt-get when no engine is found,
-# and (when DATABASE_URL is unset) an embedded PostgreSQL under ./.data.
+# GraphiQL's files from npm, and (when DATABASE_URL is unset) an embedded PostgreSQL
+# under ./.data. `make test` also installs Node.js, the client test project and Chromium.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -9,12 +10,15 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
-.PHONY: run test lint typecheck pytest setup engine schema clean
+IDE_ASSETS := api/ide_assets
+CLIENTS := tests/clients
 
-run: setup
+.PHONY: run test lint typecheck pytest setup engine node ide clients chromium schema clean
+
+run: setup ide
 	$(BIN)/python scripts/run.py
 
-test: setup lint typecheck pytest
+test: setup ide clients chromium lint typecheck pytest
 
 lint: setup
 	$(BIN)/ruff check .
@@ -44,6 +48,31 @@ engine:
 	  echo "No Stockfish found: installing it with apt-get (package stockfish)"; \
 	  $(SUDO) apt-get update -qq && $(APT_INSTALL) stockfish; fi
 
+node:
+	@command -v npm >/dev/null || { \
+	  echo "Node.js and npm not found: installing them with apt-get"; \
+	  $(SUDO) apt-get update -qq && $(APT_INSTALL) nodejs npm; }
+
+# GraphiQL's browser files, so that /graphql works offline. Without npm, `make run`
+# goes on and the IDE loads from its CDN instead.
+ide:
+	@if [ ! -f $(IDE_ASSETS)/node_modules/.package-lock.json ] || \
+	    [ $(IDE_ASSETS)/package-lock.json -nt $(IDE_ASSETS)/node_modules/.package-lock.json ]; then \
+	  $(MAKE) --no-print-directory node && \
+	  npm ci --prefix $(IDE_ASSETS) --no-audit --no-fund --loglevel=error || \
+	  echo "GraphiQL's files could not be installed: the IDE will load from its CDN"; fi
+
+# The real clients the test suite drives (Apollo Client, graphql-ws, a headless browser).
+clients: node
+	@if [ ! -f $(CLIENTS)/node_modules/.package-lock.json ] || \
+	    [ $(CLIENTS)/package-lock.json -nt $(CLIENTS)/node_modules/.package-lock.json ]; then \
+	  npm ci --prefix $(CLIENTS) --no-audit --no-fund --loglevel=error; fi
+
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "Chromium not found: installing it with apt-get (for the GraphiQL test)"; \
+	  $(SUDO) apt-get update -qq && $(APT_INSTALL) chromium; }
+
 # Refresh the printed schema after changing the GraphQL types.
 schema: setup
 	$(BIN)/python -m api.schema > api/schema.graphql
@@ -51,3 +80,4 @@ schema: setup
 clean:
 	-$(BIN)/python -m db.embedded stop
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(IDE_ASSETS)/node_modules $(CLIENTS)/node_modules $(CLIENTS)/screenshots

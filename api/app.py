@@ -21,7 +21,7 @@ from strawberry.subscriptions import (
     MULTIPART_SUBSCRIPTION_PROTOCOL,
 )
 
-from api import health
+from api import health, ide
 from api.context import Context, Services
 from api.events import NotificationHub
 from api.http import GraphQLOverHTTP
@@ -89,10 +89,13 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
         max_subscriptions_per_connection=settings.ws_max_subscriptions,
     )
     graphql.metrics = metrics
+    graphql.local_ide = settings.graphiql and ide.installed()
     app = FastAPI(
         title="Chess analysis", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
     app.include_router(graphql)
+    if graphql.local_ide:
+        ide.mount(app)
     app.include_router(health.router(lambda: services[0] if services else None))
 
     @app.get("/metrics", include_in_schema=False)

@@ -10,6 +10,9 @@ refuses some malformed requests with plain text. This middleware, on the GraphQL
   415, and a body that does not parse with 400, each with a JSON error carrying a code;
 - resolves automatic persisted queries (see `api.persisted_queries`) over GET and POST.
 
+A browser's GET (it accepts text/html) is left to the router, which shows GraphiQL,
+with `?query=` as the IDE's starting document.
+
 Streaming answers (multipart subscriptions, the GraphiQL page) pass through untouched.
 """
 
@@ -99,7 +102,7 @@ class GraphQLOverHTTP:
         headers = {key.decode().lower(): value.decode() for key, value in scope["headers"]}
         answer_as = response_type(headers.get("accept", ""))
         try:
-            if scope["method"] == "GET":
+            if scope["method"] == "GET" and "text/html" not in headers.get("accept", ""):
                 scope = await self._prepare_get(scope)
             elif scope["method"] == "POST":
                 receive = await self._prepare_post(headers, receive)

@@ -22,6 +22,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
+from api import ide
 from api.context import Context
 from api.metrics import ApiMetrics
 
@@ -94,7 +95,26 @@ class TransportHandler(BaseGraphQLTransportWSHandler[Context, None]):
 
 
 class Router(GraphQLRouter[Context, None]):
-    """Strawberry's FastAPI router with the handlers above."""
+    """Strawberry's FastAPI router with the handlers above, and GraphiQL served from
+    this server when its files are installed."""
+
+    local_ide: bool = False
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A browser opening /graphql gets the IDE, with ?query= as its starting document
+        # (GraphiQL's own convention), rather than the query's result.
+        return bool(
+            self.graphql_ide
+            and request.method == "GET"
+            and "text/html" in request.headers.get("accept", "")
+        )
+
+    @property
+    def graphql_ide_html(self) -> str:
+        if self.local_ide:
+            return ide.page()
+        html: str = super().graphql_ide_html
+        return html
 
     graphql_ws_handler_class = LegacyHandler
     graphql_transport_ws_handler_class = TransportHandler

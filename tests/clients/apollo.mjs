@@ -1,0 +1,226 @@
+// Real clients against a live API: Apollo Client 4 (HTTP + graphql-ws, split by
+// operation type), Apollo's plain HttpLink with multipart subscriptions, Apollo's
+// PersistedQueryLink, and the legacy subscriptions-transport-ws client.
+//
+//   API_URL=http://127.0.0.1:8000/graphql node apollo.mjs
+//
+// Prints one line per check ("ok <name>" or "FAIL <name>: <why>") and exits 1 if any
+// check failed. Every wait is bounded.
+
+import { createHash } from "node:crypto";
+
+import { ApolloClient, ApolloLink, HttpLink, InMemoryCache, gql } from "@apollo/client";
+import { PersistedQueryLink } from "@apollo/client/link/persisted-queries";
+import { GraphQLWsLink } from "@apollo/client/link/subscriptions";
+import { getMainDefinition } from "@apollo/client/utilities";
+import { print } from "graphql";
+import { createClient } from "graphql-ws";
+import { SubscriptionClient } from "subscriptions-transport-ws";
+import WebSocket from "ws";
+
+const API_URL = process.env.API_URL;
+if (!API_URL) throw new Error("set API_URL");
+const WS_URL = API_URL.replace(/^http/, "ws");
+const REFERENCE_FEN = "8/8/6P1/4R3/8/6k1/2r5/6K1 b - - 0 1";
+const WAIT_MS = 30_000;
+
+const SUBMIT = gql`
+  mutation Submit($input: SubmitAnalysisInput!) {
+    submitAnalysis(input: $input) { id status }
+  }
+`;
+const COMPLETED = gql`
+  subscription Completed($id: ID!) {
+    analysisCompleted(id: $id) {
+      id status engine
+      result { rank mateScore centipawnScore pv pvSan depth }
+    }
+  }
+`;
+const ANALYSIS = gql`
+  query Analysis($id: ID!) {
+    analysis(id: $id) { id status result { rank mateScore pv } }
+  }
+`;
+
+const results = [];
+async function check(name, body) {
+  try {
+    await withTimeout(body(), WAIT_MS, name);
+    results.push(true);
+    console.log(`ok ${name}`);
+  } catch (error) {
+    results.push(false);
+    console.log(`FAIL ${name}: ${error?.stack ?? error}`);
+  }
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+function assert(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+/** The first value an Apollo subscription emits, then unsubscribe. */
+function firstEvent(observable) {
+  return new Promise((resolve, reject) => {
+    const subscription = observable.subscribe({
+      next: (value) => {
+        subscription.unsubscribe();
+        resolve(value);
+      },
+      error: reject,
+      complete: () => reject(new Error("completed without a value")),
+    });
+  });
+}
+
+function assertReferenceResult(analysis) {
+  assert(analysis.status === "DONE", `status ${analysis.status}`);
+  const best = analysis.result[0];
+  assert(best.mateScore === -2, `mateScore ${best.mateScore}`);
+  assert(best.pv.slice(0, 3).join(" ") === "c2c1 e5e1 c1e1", `pv ${best.pv}`);
+}
+
+// --- Apollo Client: HttpLink for queries and mutations, GraphQLWsLink for subscriptions.
+const wsClient = createClient({ url: WS_URL, webSocketImpl: WebSocket, lazy: true });
+const splitLink = ApolloLink.split(
+  ({ query }) => {
+    const definition = getMainDefinition(query);
+    return definition.kind === "OperationDefinition" && definition.operation === "subscription";
+  },
+  new GraphQLWsLink(wsClient),
+  new HttpLink({ uri: API_URL }),
+);
+const client = new ApolloClient({ link: splitLink, cache: new InMemoryCache() });
+
+await check("apollo: submit, analysisCompleted over graphql-ws, cached analysis(id)", async () => {
+  const submitted = await client.mutate({
+    mutation: SUBMIT,
+    variables: { input: { fen: REFERENCE_FEN, numMovesToReturn: 2 } },
+  });
+  const { id, status } = submitted.data.submitAnalysis;
+  assert(status === "QUEUED" || status === "RUNNING", `status ${status}`);
+  const event = await firstEvent(client.subscribe({ query: COMPLETED, variables: { id } }));
+  assertReferenceResult(event.data.analysisCompleted);
+  const read = await client.query({ query: ANALYSIS, variables: { id }, fetchPolicy: "network-only" });
+  assertReferenceResult(read.data.analysis);
+  // The normalising cache holds one Analysis entity under its id...
+  const cached = client.cache.extract();
+  assert(cached[`Analysis:${id}`]?.status === "DONE", "Analysis entity not normalised");
+  // ...which a cache-only read answers without the network.
+  const fromCache = await client.query({ query: ANALYSIS, variables: { id }, fetchPolicy: "cache-only" });
+  assert(fromCache.data.analysis.id === id, "cache-only read failed");
+});
+
+await check("apollo: BAD_USER_INPUT for a bad FEN", async () => {
+  let error;
+  try {
+    await client.mutate({ mutation: SUBMIT, variables: { input: { fen: "not a fen" } } });
+  } catch (caught) {
+    error = caught;
+  }
+  assert(error, "the mutation should have failed");
+  const graphqlError = error.errors?.[0];
+  assert(graphqlError, `not a GraphQL error: ${error.name} ${error.message}`);
+  assert(graphqlError.extensions.code === "BAD_USER_INPUT", `code ${graphqlError.extensions.code}`);
+  assert(graphqlError.message.startsWith("fen:"), graphqlError.message);
+});
+
+await check("apollo: request errors read from a 400 application/graphql-response+json", async () => {
+  let status;
+  const fetchAndRecord = async (...args) => {
+    const response = await fetch(...args);
+    status = response.status;
+    return response;
+  };
+  const strict = new ApolloClient({
+    link: new HttpLink({ uri: API_URL, fetch: fetchAndRecord }),
+    cache: new InMemoryCache(),
+  });
+  let error;
+  try {
+    await strict.query({ query: gql`{ noSuchField }` });
+  } catch (caught) {
+    error = caught;
+  }
+  assert(status === 400, `HTTP status ${status}`);
+  assert(error?.errors?.[0]?.extensions?.code === "GRAPHQL_VALIDATION_FAILED",
+    `expected GraphQL errors, got ${error?.name}: ${error?.message}`);
+});
+
+await check("apollo: analysisCompleted over HTTP multipart through a plain HttpLink", async () => {
+  const plain = new ApolloClient({ link: new HttpLink({ uri: API_URL }), cache: new InMemoryCache() });
+  const submitted = await plain.mutate({
+    mutation: SUBMIT,
+    variables: { input: { fen: REFERENCE_FEN } },
+  });
+  const id = submitted.data.submitAnalysis.id;
+  const event = await firstEvent(plain.subscribe({ query: COMPLETED, variables: { id } }));
+  assertReferenceResult(event.data.analysisCompleted);
+});
+
+await check("apollo: automatic persisted queries over GET and POST", async () => {
+  const seen = [];
+  const recordingFetch = async (uri, options) => {
+    const response = await fetch(uri, options);
+    seen.push({ method: options.method, hasQuery: /query/.test(String(options.body ?? uri).replace(/persistedQuery/g, "")), status: response.status });
+    return response;
+  };
+  const sha256 = (text) => createHash("sha256").update(text).digest("hex");
+  const persisted = new ApolloClient({
+    link: new PersistedQueryLink({ sha256, useGETForHashedQueries: true }).concat(
+      new HttpLink({ uri: API_URL, fetch: recordingFetch }),
+    ),
+    cache: new InMemoryCache(),
+  });
+  const query = gql`query Persisted($id: ID!) { analysis(id: $id) { id } }`;
+  const variables = { id: "00000000-0000-0000-0000-000000000000" };
+  const first = await persisted.query({ query, variables, fetchPolicy: "network-only" });
+  assert(first.data.analysis === null, "first answer");
+  // Unknown hash over GET, then the document itself over POST.
+  assert(seen.length === 2, `requests: ${JSON.stringify(seen)}`);
+  assert(seen[0].method === "GET" && !seen[0].hasQuery, `first: ${JSON.stringify(seen[0])}`);
+  assert(seen[1].method === "POST" && seen[1].hasQuery, `second: ${JSON.stringify(seen[1])}`);
+  const again = await persisted.query({ query, variables, fetchPolicy: "network-only" });
+  assert(again.data.analysis === null, "second answer");
+  assert(seen.length === 3 && seen[2].method === "GET" && !seen[2].hasQuery,
+    `the hash alone should do now: ${JSON.stringify(seen)}`);
+});
+
+await check("subscriptions-transport-ws: analysisCompleted over legacy graphql-ws", async () => {
+  const submitted = await client.mutate({
+    mutation: SUBMIT,
+    variables: { input: { fen: REFERENCE_FEN } },
+  });
+  const id = submitted.data.submitAnalysis.id;
+  const legacy = new SubscriptionClient(WS_URL, { reconnect: false }, WebSocket);
+  try {
+    const event = await new Promise((resolve, reject) => {
+      const subscription = legacy
+        .request({ query: print(COMPLETED), variables: { id } })
+        .subscribe({
+          next: (value) => {
+            subscription.unsubscribe();
+            resolve(value);
+          },
+          error: reject,
+        });
+    });
+    assert(!event.errors, JSON.stringify(event.errors));
+    assertReferenceResult(event.data.analysisCompleted);
+  } finally {
+    legacy.close();
+  }
+});
+
+await wsClient.dispose();
+const failed = results.filter((passed) => !passed).length;
+console.log(`${results.length - failed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,91 @@
+"""The clients people use, for real: Apollo Client 4 and subscriptions-transport-ws in
+Node, and GraphiQL in headless Chromium, against a live API and worker.
+
+The Node project in tests/clients is installed by `make test` (npm ci); Chromium comes
+from Debian's package. Outside CI a missing piece skips these tests; in CI it fails them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from api import ide
+from api.schema import schema
+from api.websockets import Router
+from tests.conftest import Server
+
+CLIENTS = Path(__file__).resolve().parent / "clients"
+SCREENSHOTS = CLIENTS / "screenshots"
+
+
+def require(condition: bool, what: str) -> None:
+    if condition:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is required in CI (make test installs it)")
+    pytest.skip(f"{what} is not installed (make test installs it)")
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    path = shutil.which("node")
+    require(path is not None, "Node.js")
+    require(
+        (CLIENTS / "node_modules" / "@apollo" / "client").is_dir(), "tests/clients/node_modules"
+    )
+    assert path is not None
+    return path
+
+
+async def run_node(node: str, script: str, timeout: float, **env: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        node,
+        script,
+        cwd=CLIENTS,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    return process.returncode or 0, output.decode()
+
+
+@pytest.mark.usefixtures("worker")
+async def test_apollo_client_and_subscriptions_transport_ws(node: str, api: Server) -> None:
+    code, output = await run_node(node, "apollo.mjs", 120, API_URL=api.http_url)
+    assert code == 0, output
+    passed = [line for line in output.splitlines() if line.startswith("ok ")]
+    assert len(passed) == 6, output
+
+
+async def test_graphiql_runs_the_reference_mutation_offline(node: str, api: Server) -> None:
+    require(shutil.which("chromium") is not None, "Chromium (apt-get install chromium)")
+    require(ide.installed(), "api/ide_assets/node_modules (GraphiQL's files)")
+    SCREENSHOTS.mkdir(exist_ok=True)
+    screenshot = SCREENSHOTS / "graphiql.png"
+    screenshot.unlink(missing_ok=True)
+    code, output = await run_node(
+        node, "graphiql.mjs", 120, API_URL=api.http_url, SCREENSHOT=str(screenshot)
+    )
+    assert code == 0, output
+    assert screenshot.stat().st_size > 10_000, "a screenshot with the IDE and its result"
+
+
+def test_without_local_files_graphiql_comes_from_its_cdn(tmp_path: Path) -> None:
+    assert not ide.installed(tmp_path)
+    router = Router(schema, graphql_ide="graphiql")
+    assert not router.local_ide
+    assert "https://" in router.graphql_ide_html
+    router.local_ide = True
+    assert "https://" not in router.graphql_ide_html
+    assert ide.STATIC_PATH in router.graphql_ide_html
