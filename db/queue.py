@@ -116,35 +116,25 @@ async def enqueue(engine: AsyncEngine, request: NewAnalysis, *, max_queued: int)
 
     None when `max_queued` rows already wait: nothing is stored.
     """
+    fields = {
+        "fen": request.fen,
+        "num_moves_to_return": request.num_moves_to_return,
+        "time_limit": request.time_limit,
+        "depth_limit": request.depth_limit,
+        "max_attempts": request.max_attempts,
+    }
     async with session(engine) as db, db.begin():
-        if request.finished_result is not None:
-            statement = (
-                insert(Analysis)
-                .values(
-                    fen=request.fen,
-                    num_moves_to_return=request.num_moves_to_return,
-                    time_limit=request.time_limit,
-                    depth_limit=request.depth_limit,
-                    max_attempts=request.max_attempts,
-                    status=AnalysisStatus.DONE,
-                    result=[line.to_json() for line in request.finished_result],
-                    finished_at=text("now()"),
-                )
-                .returning(Analysis)
-            )
-            row: Analysis | None = await db.scalar(statement)
+        if request.finished_result is None:
+            statement = select(Analysis).from_statement(ROOM_IN_QUEUE)
+            row: Analysis | None = await db.scalar(statement, {**fields, "cap": max_queued})
         else:
-            row = await db.scalar(
-                select(Analysis).from_statement(ROOM_IN_QUEUE),
-                {
-                    "fen": request.fen,
-                    "num_moves_to_return": request.num_moves_to_return,
-                    "time_limit": request.time_limit,
-                    "depth_limit": request.depth_limit,
-                    "max_attempts": request.max_attempts,
-                    "cap": max_queued,
-                },
+            finished = insert(Analysis).values(
+                **fields,
+                status=AnalysisStatus.DONE,
+                result=[line.to_json() for line in request.finished_result],
+                finished_at=text("now()"),
             )
+            row = await db.scalar(finished.returning(Analysis))
     return row
 
 

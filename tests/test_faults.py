@@ -117,16 +117,24 @@ def ws_url(port: int) -> str:
     return f"ws://127.0.0.1:{port}/graphql"
 
 
-async def test_kill_9_a_worker_mid_analysis(
-    processes: Processes, database: AsyncEngine, completions: Completions
-) -> None:
+async def watched_analysis(
+    processes: Processes, database: AsyncEngine, time_limit: float
+) -> tuple[Process, dict[str, Any], asyncio.Task[list[dict[str, Any]]]]:
+    """An API and a worker; one analysis running on it, with a subscriber waiting."""
     _, port = await processes.api()
-    doomed = await processes.worker(**FAST_RECOVERY)
-    submitted = await submit(http_url(port), fen=chess.STARTING_FEN, timeLimit=3.0)
+    worker = await processes.worker(**FAST_RECOVERY)
+    submitted = await submit(http_url(port), fen=chess.STARTING_FEN, timeLimit=time_limit)
     subscriber = asyncio.create_task(
         subscribe_transport_ws(ws_url(port), COMPLETED, {"id": submitted["id"]}, timeout=60)
     )
     await wait_for_row(database, submitted["id"], AnalysisStatus.RUNNING)
+    return worker, submitted, subscriber
+
+
+async def test_kill_9_a_worker_mid_analysis(
+    processes: Processes, database: AsyncEngine, completions: Completions
+) -> None:
+    doomed, submitted, subscriber = await watched_analysis(processes, database, 3.0)
     survivor = await processes.worker(**FAST_RECOVERY)
     [engine_pid] = doomed.children()
     killed_at = time.time()
@@ -156,13 +164,7 @@ async def test_kill_9_a_worker_mid_analysis(
 async def test_kill_the_engine_mid_analysis(
     processes: Processes, database: AsyncEngine, completions: Completions
 ) -> None:
-    _, port = await processes.api()
-    worker = await processes.worker(**FAST_RECOVERY)
-    submitted = await submit(http_url(port), fen=chess.STARTING_FEN, timeLimit=1.0)
-    subscriber = asyncio.create_task(
-        subscribe_transport_ws(ws_url(port), COMPLETED, {"id": submitted["id"]}, timeout=60)
-    )
-    await wait_for_row(database, submitted["id"], AnalysisStatus.RUNNING)
+    worker, submitted, subscriber = await watched_analysis(processes, database, 1.0)
     [engine_pid] = worker.children()
     killed_at = time.monotonic()
     os.kill(engine_pid, signal.SIGKILL)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -104,22 +101,3 @@ async def test_an_engine_that_overruns_its_bound_is_a_timeout(stockfish: Path) -
         assert isinstance(engine.protocol, chess.engine.UciProtocol)
     finally:
         await engine.close()
-
-
-def test_worker_without_an_engine_exits_with_a_clear_message(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "STOCKFISH_PATH": str(tmp_path / "no-such-engine"),
-        "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
-    }
-    completed = subprocess.run(
-        [sys.executable, "-m", "engine"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert completed.returncode == 2
-    assert "no Stockfish found" in completed.stderr
-    assert "STOCKFISH_PATH" in completed.stderr
