@@ -30,7 +30,7 @@ from db import embedded, notifications, queue
 from db.models import AnalysisStatus
 from db.settings import DatabaseSettings
 from tests.graphql_client import COMPLETED, SUBMIT, post, submit, subscribe_transport_ws
-from tests.processes import Processes
+from tests.processes import Process, Processes
 
 # Shorter than the defaults (8 s lease, 1 s sweep, 0.5 s first retry) to keep the suite
 # quick; FAULT_TEST_DEFAULTS=1 runs the fault tests with the shipped defaults instead.
