@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import asyncpg
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -146,49 +147,57 @@ async def get(engine: AsyncEngine, analysis_id: uuid.UUID) -> Analysis | None:
     return row
 
 
-CLAIM_NEXT = text(
-    """
-    UPDATE analyses
+CLAIM = """
+    WITH next AS (
+        -- the oldest due rows of the highest priority, by the partial claim index;
+        -- rows other claimers hold are skipped, not waited for (a locking CTE runs once)
+        SELECT id FROM analyses
+         WHERE status = 'queued' AND run_after <= now()
+         ORDER BY priority DESC, created_at
+         LIMIT $3
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE analyses AS a
        SET status = 'running',
-           attempts = attempts + 1,
-           worker_id = :worker_id,
+           attempts = a.attempts + 1,
+           worker_id = $1,
            started_at = now(),
-           lease_expires_at = now() + make_interval(secs => :lease_seconds)
-     WHERE id = (
-           -- the oldest due row of the highest priority, by the partial claim index;
-           -- rows other claimers hold are skipped, not waited for
-           SELECT id FROM analyses
-            WHERE status = 'queued' AND run_after <= now()
-            ORDER BY priority DESC, created_at
-              FOR UPDATE SKIP LOCKED
-            LIMIT 1)
-    RETURNING id, fen, num_moves_to_return, time_limit, depth_limit, attempts, max_attempts
+           lease_expires_at = now() + make_interval(secs => $2)
+      FROM next
+     WHERE a.id = next.id
+    RETURNING a.id, a.fen, a.num_moves_to_return, a.time_limit, a.depth_limit,
+              a.attempts, a.max_attempts, a.priority, a.created_at
     """
-)
 
 
 @errors.translated
-async def claim_next(
-    engine: AsyncEngine, worker_id: str, lease_seconds: float
-) -> ClaimedJob | None:
-    """Take the next due queued row for `worker_id`, or None when there is none."""
-    async with engine.begin() as connection:
-        row = (
-            await connection.execute(
-                CLAIM_NEXT, {"worker_id": worker_id, "lease_seconds": lease_seconds}
-            )
-        ).one_or_none()
-    if row is None:
-        return None
-    return ClaimedJob(
-        id=row.id,
-        fen=row.fen,
-        num_moves_to_return=row.num_moves_to_return,
-        time_limit=row.time_limit,
-        depth_limit=row.depth_limit,
-        attempts=row.attempts,
-        max_attempts=row.max_attempts,
-    )
+async def claim(
+    pool: asyncpg.Pool, worker_id: str, lease_seconds: float, limit: int = 1
+) -> list[ClaimedJob]:
+    """Take up to `limit` due queued rows for `worker_id` in one statement, in claim
+    order (highest priority, then oldest); an empty list when none is due.
+
+    The worker's hot path: one round trip, a prepared statement, no ORM."""
+    rows = await pool.fetch(CLAIM, worker_id, lease_seconds, limit)
+    rows.sort(key=lambda row: (-row["priority"], row["created_at"]))
+    return [
+        ClaimedJob(
+            id=row["id"],
+            fen=row["fen"],
+            num_moves_to_return=row["num_moves_to_return"],
+            time_limit=row["time_limit"],
+            depth_limit=row["depth_limit"],
+            attempts=row["attempts"],
+            max_attempts=row["max_attempts"],
+        )
+        for row in rows
+    ]
+
+
+async def claim_next(pool: asyncpg.Pool, worker_id: str, lease_seconds: float) -> ClaimedJob | None:
+    """Take the next due queued row for `worker_id`, or None when none is due."""
+    claimed = await claim(pool, worker_id, lease_seconds, limit=1)
+    return claimed[0] if claimed else None
 
 
 COUNT_QUEUED = text("SELECT count(*) FROM analyses WHERE status = 'queued'")
@@ -231,27 +240,56 @@ async def _fenced(
     return None if status is None else str(status)
 
 
-FINISH = f"""
-    UPDATE analyses
-       SET status = 'done', result = CAST(:result AS jsonb), engine = :engine_name, error = NULL,
-           finished_at = now(), lease_expires_at = NULL
-     WHERE {FENCE}
-    RETURNING status
+FINISH = """
+    UPDATE analyses AS a
+       SET status = 'done', result = done.result::jsonb, engine = done.engine,
+           error = NULL, finished_at = now(), lease_expires_at = NULL
+      FROM unnest($2::uuid[], $3::integer[], $4::text[], $5::text[])
+           AS done(id, attempt, result, engine)
+     -- each row fenced by its own claim token
+     WHERE a.id = done.id AND a.status = 'running' AND a.worker_id = $1
+       AND a.attempts = done.attempt
+    RETURNING a.id
     """
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """A finished analysis waiting to be written."""
+
+    job: ClaimedJob
+    result: Sequence[ResultLine]
+    engine_name: str
+
+
 @errors.translated
+async def finish_many(
+    pool: asyncpg.Pool, worker_id: str, outcomes: Sequence[Outcome]
+) -> set[uuid.UUID]:
+    """Record several results in one statement; the ids this worker could still finish
+    (the others' rows were taken back from it)."""
+    if not outcomes:
+        return set()
+    rows = await pool.fetch(
+        FINISH,
+        worker_id,
+        [outcome.job.id for outcome in outcomes],
+        [outcome.job.attempts for outcome in outcomes],
+        [json.dumps([line.to_json() for line in outcome.result]) for outcome in outcomes],
+        [outcome.engine_name for outcome in outcomes],
+    )
+    return {row["id"] for row in rows}
+
+
 async def finish(
-    engine: AsyncEngine,
+    pool: asyncpg.Pool,
     job: ClaimedJob,
     worker_id: str,
     result: Sequence[ResultLine],
     engine_name: str,
 ) -> bool:
-    """Record a result; False when the row is no longer this claim's to finish."""
-    payload = json.dumps([line.to_json() for line in result])
-    written = await _fenced(engine, FINISH, job, worker_id, result=payload, engine_name=engine_name)
-    return written is not None
+    """Record one result; False when the row is no longer this claim's to finish."""
+    return job.id in await finish_many(pool, worker_id, [Outcome(job, result, engine_name)])
 
 
 FAIL = f"""

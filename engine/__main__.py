@@ -7,11 +7,12 @@ import logging
 import signal
 import sys
 
+import asyncpg
 from pydantic import ValidationError
 
 from db import embedded, logs
 from db.logs import LogSettings
-from db.session import create_engine
+from db.session import create_engine, create_pool
 from db.settings import DatabaseSettings
 from engine.pool import EngineStartError
 from engine.settings import EngineSettings, find_stockfish
@@ -32,11 +33,19 @@ async def serve(engine_settings: EngineSettings, database_settings: DatabaseSett
         return 2
     url = embedded.resolve_url(database_settings.url, database_settings.data_dir)
     database = create_engine(database_settings, url, application_name="chess-analysis-worker")
+    try:
+        queue_pool = await create_pool(
+            database_settings, url, application_name="chess-analysis-worker"
+        )
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        log.error("cannot reach the database: %s", exc)
+        await database.dispose()
+        return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    worker = Worker(engine_settings, database, url, stockfish)
+    worker = Worker(engine_settings, database, queue_pool, url, stockfish)
     if engine_settings.metrics_port is not None:
         worker.metrics.serve(engine_settings.metrics_port, engine_settings.metrics_host)
         log.info(
@@ -50,6 +59,7 @@ async def serve(engine_settings: EngineSettings, database_settings: DatabaseSett
         log.error("%s", exc)
         return 2
     finally:
+        await queue_pool.close()
         await database.dispose()
     return 0
 

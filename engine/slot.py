@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import chess.engine
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,6 +24,7 @@ from db import logs, queue
 from db.errors import DatabaseUnavailableError
 from db.models import AnalysisStatus
 from engine import analysis
+from engine.batching import Claims, Finishes
 from engine.metrics import WorkerMetrics
 from engine.pool import EngineStartError, Stockfish
 from engine.settings import EngineSettings
@@ -56,6 +57,8 @@ class SlotContext:
     worker_id: str
     backoff: queue.Backoff
     metrics: WorkerMetrics
+    claims: Claims
+    finishes: Finishes
 
 
 class Slot:
@@ -102,9 +105,7 @@ class Slot:
         # claim and the wait is not lost.
         self._waker.clear()
         try:
-            job = await queue.claim_next(
-                self.context.database, self.context.worker_id, self.context.settings.lease_seconds
-            )
+            job = await self.context.claims.next_job()
         except DatabaseUnavailableError as exc:
             log.warning("slot %d: cannot claim: %s", self.number, exc)
             await first_of(stop, timeout=ERROR_PAUSE_SECONDS)
@@ -156,17 +157,27 @@ class Slot:
         timeout = job.time_limit + self.context.settings.timeout_margin
         metrics = self.context.metrics
         started = asyncio.get_running_loop().time()
-        search = asyncio.create_task(analysis.analyse(self.engine.protocol, job, timeout))
+        protocol = self.engine.protocol
+        search = asyncio.create_task(analysis.analyse(protocol, job, timeout))
         interrupted = asyncio.create_task(self._interrupted.wait())
+        # The process's exit is watched too: an engine killed between two of python-chess's
+        # commands may leave the search waiting for an answer that never comes.
+        exited: asyncio.Future[Any] = protocol.returncode
+        watched: set[asyncio.Future[Any]] = {search, interrupted, exited}
         try:
-            await asyncio.wait({search, interrupted}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         finally:
             interrupted.cancel()
-        if not search.done():
+        if not search.done() and not exited.done():
             await self._stop_search(search)
             await self._interrupted_outcome(job)
             return
+        if not search.done():
+            search.cancel()
+            await asyncio.wait({search})
         try:
+            if search.cancelled():
+                raise chess.engine.EngineTerminatedError("engine process exited")
             lines = search.result()
         except (chess.engine.EngineTerminatedError, TimeoutError) as exc:
             reason = "engine timed out" if isinstance(exc, TimeoutError) else "engine died"
@@ -174,7 +185,14 @@ class Slot:
             await self.engine.close()
             metrics.engine_restarts.inc()
             status = await self._record(
-                queue.retry, job, reason, self.context.backoff, self.engine.name
+                lambda: queue.retry(
+                    self._database,
+                    job,
+                    self._worker_id,
+                    reason,
+                    self.context.backoff,
+                    self.engine.name,
+                ),
             )
             if status is AnalysisStatus.FAILED:
                 metrics.failed.inc()
@@ -184,10 +202,13 @@ class Slot:
             return
         except chess.engine.EngineError as exc:
             log.warning("failed: %s", exc)
-            if await self._record(queue.fail, job, f"engine error: {exc}", self.engine.name):
+            error = f"engine error: {exc}"
+            if await self._record(
+                lambda: queue.fail(self._database, job, self._worker_id, error, self.engine.name),
+            ):
                 metrics.failed.inc()
             return
-        if await self._record(queue.finish, job, lines, self.engine.name):
+        if await self._record(lambda: self.context.finishes.finish(job, lines, self.engine.name)):
             metrics.finished.inc()
             metrics.duration.observe(asyncio.get_running_loop().time() - started)
             log.info("done")
@@ -209,24 +230,29 @@ class Slot:
         reason = self._interrupt or Interrupt.SHUTDOWN
         log.info("stopped: %s", reason.value)
         if reason is Interrupt.CANCELED:
-            if await self._record(queue.mark_canceled, job):
+            if await self._record(
+                lambda: queue.mark_canceled(self._database, job, self._worker_id)
+            ):
                 self.context.metrics.canceled.inc()
         elif reason is Interrupt.SHUTDOWN:
-            await self._record(queue.release, job)
+            await self._record(lambda: queue.release(self._database, job, self._worker_id))
 
-    async def _record(
-        self,
-        write: Callable[..., Awaitable[T]],
-        job: queue.ClaimedJob,
-        *args: object,
-    ) -> T | None:
+    @property
+    def _database(self) -> AsyncEngine:
+        return self.context.database
+
+    @property
+    def _worker_id(self) -> str:
+        return self.context.worker_id
+
+    async def _record(self, write: Callable[[], Awaitable[T]]) -> T | None:
         """Run a fenced write, retrying through a database outage for up to one lease;
         after that the lease has run out and the row belongs to whoever takes it back."""
         deadline = asyncio.get_running_loop().time() + self.context.settings.lease_seconds
         delay = 0.1
         while True:
             try:
-                return await write(self.context.database, job, self.context.worker_id, *args)
+                return await write()
             except DatabaseUnavailableError as exc:
                 if asyncio.get_running_loop().time() + delay > deadline:
                     log.warning("outcome not recorded (%s)", exc)

@@ -21,10 +21,12 @@ import socket
 import uuid
 from pathlib import Path
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import notifications, queue, workers
 from db.errors import DatabaseUnavailableError
+from engine.batching import Claims, Finishes
 from engine.metrics import WorkerMetrics
 from engine.pool import start_engines
 from engine.settings import EngineSettings
@@ -40,10 +42,17 @@ class Worker:
     """One worker process."""
 
     def __init__(
-        self, settings: EngineSettings, database: AsyncEngine, dsn: str, stockfish: Path
+        self,
+        settings: EngineSettings,
+        database: AsyncEngine,
+        pool: asyncpg.Pool,
+        dsn: str,
+        stockfish: Path,
     ) -> None:
         self.settings = settings
         self.database = database
+        self.pool = pool
+        """Claims and finishes go through this pool: the hot path, off the ORM."""
         self.dsn = dsn
         self.stockfish = stockfish
         self.id = str(uuid.uuid4())
@@ -62,7 +71,15 @@ class Worker:
             hash_mb=self.settings.hash_mb,
             start_timeout=self.settings.start_timeout,
         )
-        context = SlotContext(self.settings, self.database, self.id, self.backoff, self.metrics)
+        context = SlotContext(
+            settings=self.settings,
+            database=self.database,
+            worker_id=self.id,
+            backoff=self.backoff,
+            metrics=self.metrics,
+            claims=Claims(self.pool, self.database, self.id, self.settings.lease_seconds),
+            finishes=Finishes(self.pool, self.id),
+        )
         self.slots = [Slot(context, engine, number) for number, engine in enumerate(engines)]
         listener = notifications.Listener(
             self.dsn,

@@ -24,7 +24,7 @@ from api.app import create_app
 from api.context import Services
 from api.settings import ApiSettings
 from db import embedded, logs, migrations
-from db.session import create_engine
+from db.session import create_engine, create_pool
 from db.settings import DatabaseSettings, asyncpg_dsn, with_database
 from engine.settings import EngineSettings, find_stockfish
 from engine.worker import Worker
@@ -102,6 +102,14 @@ async def database(database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """The asyncpg pool the worker's claims and finishes use, on this test's database."""
+    connections = await create_pool(DatabaseSettings(), database_url, application_name="tests")
+    yield connections
+    await connections.close()
+
+
 @pytest.fixture(scope="session")
 def stockfish() -> Path:
     """The real engine binary; missing it fails the run in CI and skips elsewhere."""
@@ -118,7 +126,7 @@ WorkerFactory = Callable[..., Awaitable[Worker]]
 
 @pytest.fixture
 async def start_worker(
-    database: AsyncEngine, database_url: str, stockfish: Path
+    database: AsyncEngine, pool: asyncpg.Pool, database_url: str, stockfish: Path
 ) -> AsyncIterator[WorkerFactory]:
     """Start in-process workers on this test's database (stopped when the test ends)."""
     running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
@@ -127,6 +135,7 @@ async def start_worker(
         worker = Worker(
             EngineSettings(**{"slots": 2, "poll_interval": 300.0, **settings}),
             database,
+            pool,
             database_url,
             stockfish,
         )

@@ -33,15 +33,15 @@ async def expire_leases(database: AsyncEngine) -> None:
         )
 
 
-async def claim(database: AsyncEngine, worker: str) -> queue.ClaimedJob:
-    job = await queue.claim_next(database, worker, LEASE)
+async def claim(pool: asyncpg.Pool, worker: str) -> queue.ClaimedJob:
+    job = await queue.claim_next(pool, worker, LEASE)
     assert job is not None
     return job
 
 
-async def test_renewal_extends_held_leases_only(database: AsyncEngine) -> None:
+async def test_renewal_extends_held_leases_only(database: AsyncEngine, pool: asyncpg.Pool) -> None:
     await store(database)
-    job = await claim(database, "a")
+    job = await claim(pool, "a")
     before = await queue.get(database, job.id)
     assert before is not None and before.lease_expires_at is not None
     leases = await queue.renew_leases(database, "a", [job.id, uuid.uuid4()], 60)
@@ -52,9 +52,11 @@ async def test_renewal_extends_held_leases_only(database: AsyncEngine) -> None:
     assert await queue.renew_leases(database, "b", [job.id], 60) == []
 
 
-async def test_expired_rows_go_back_to_the_queue_with_backoff(database: AsyncEngine) -> None:
+async def test_expired_rows_go_back_to_the_queue_with_backoff(
+    database: AsyncEngine, pool: asyncpg.Pool
+) -> None:
     row = await store(database)
-    await claim(database, "a")
+    await claim(pool, "a")
     assert await queue.requeue_expired(database, NO_BACKOFF) == {}, "lease still valid"
     await expire_leases(database)
     backoff = queue.Backoff(base_seconds=30, cap_seconds=60)
@@ -69,13 +71,15 @@ async def test_expired_rows_go_back_to_the_queue_with_backoff(database: AsyncEng
     assert requeued.error == "worker lost (lease expired)"
     delay = (requeued.run_after - requeued.updated_at).total_seconds()
     assert 15 <= delay <= 30, "first retry waits base * [0.5, 1)"
-    assert await queue.claim_next(database, "b", LEASE) is None, "not due yet"
+    assert await queue.claim_next(pool, "b", LEASE) is None, "not due yet"
 
 
-async def test_expired_rows_fail_once_attempts_are_used_up(database: AsyncEngine) -> None:
+async def test_expired_rows_fail_once_attempts_are_used_up(
+    database: AsyncEngine, pool: asyncpg.Pool
+) -> None:
     row = await store(database, request(max_attempts=2))
     for attempt in (1, 2):
-        job = await claim(database, f"worker-{attempt}")
+        job = await claim(pool, f"worker-{attempt}")
         assert job.attempts == attempt
         await expire_leases(database)
         await queue.requeue_expired(database, NO_BACKOFF)
@@ -87,7 +91,7 @@ async def test_expired_rows_fail_once_attempts_are_used_up(database: AsyncEngine
 
 
 async def test_a_taken_over_worker_cannot_write_its_late_result(
-    database: AsyncEngine, database_url: str
+    database: AsyncEngine, database_url: str, pool: asyncpg.Pool
 ) -> None:
     done_events: Counter[str] = Counter()
     listener = await asyncpg.connect(asyncpg_dsn(database_url))
@@ -96,20 +100,20 @@ async def test_a_taken_over_worker_cannot_write_its_late_result(
     )
     try:
         row = await store(database)
-        slow = await claim(database, "slow-worker")
+        slow = await claim(pool, "slow-worker")
         await expire_leases(database)
         await queue.requeue_expired(database, NO_BACKOFF)
-        fast = await claim(database, "fast-worker")
+        fast = await claim(pool, "fast-worker")
         assert (fast.id, fast.attempts) == (slow.id, 2)
         # The slow worker comes back: every write of its old claim is fenced out.
-        assert not await queue.finish(database, slow, "slow-worker", [LINE], "x")
+        assert not await queue.finish(pool, slow, "slow-worker", [LINE], "x")
         assert not await queue.fail(database, slow, "slow-worker", "late")
         assert await queue.retry(database, slow, "slow-worker", "late", NO_BACKOFF) is None
         assert not await queue.release(database, slow, "slow-worker")
         assert await queue.renew_leases(database, "slow-worker", [slow.id], 60) == []
-        assert await queue.finish(database, fast, "fast-worker", [LINE], "Stockfish")
+        assert await queue.finish(pool, fast, "fast-worker", [LINE], "Stockfish")
         # Even the same worker id with an old attempt number is fenced out.
-        assert not await queue.finish(database, slow, "fast-worker", [LINE], "x")
+        assert not await queue.finish(pool, slow, "fast-worker", [LINE], "x")
         # A sweep after completion leaves the finished row alone.
         await expire_leases(database)
         assert await queue.requeue_expired(database, NO_BACKOFF) == {}
@@ -123,13 +127,15 @@ async def test_a_taken_over_worker_cannot_write_its_late_result(
         await listener.close()
 
 
-async def test_retry_requeues_then_fails_with_the_reason(database: AsyncEngine) -> None:
+async def test_retry_requeues_then_fails_with_the_reason(
+    database: AsyncEngine, pool: asyncpg.Pool
+) -> None:
     row = await store(database, request(max_attempts=2))
-    job = await claim(database, "a")
+    job = await claim(pool, "a")
     assert await queue.retry(database, job, "a", "engine died", NO_BACKOFF, "SF") is (
         AnalysisStatus.QUEUED
     )
-    job = await claim(database, "a")
+    job = await claim(pool, "a")
     assert await queue.retry(database, job, "a", "engine died", NO_BACKOFF, "SF") is (
         AnalysisStatus.FAILED
     )
@@ -141,9 +147,10 @@ async def test_retry_requeues_then_fails_with_the_reason(database: AsyncEngine) 
 
 async def test_release_returns_the_row_without_spending_an_attempt(
     database: AsyncEngine,
+    pool: asyncpg.Pool,
 ) -> None:
     row = await store(database)
-    job = await claim(database, "a")
+    job = await claim(pool, "a")
     assert await queue.release(database, job, "a")
     released = await queue.get(database, row.id)
     assert released is not None
@@ -152,10 +159,12 @@ async def test_release_returns_the_row_without_spending_an_attempt(
         0,
         None,
     )
-    assert (await claim(database, "b")).attempts == 1
+    assert (await claim(pool, "b")).attempts == 1
 
 
-async def test_cancel_queued_running_and_finished(database: AsyncEngine, database_url: str) -> None:
+async def test_cancel_queued_running_and_finished(
+    database: AsyncEngine, database_url: str, pool: asyncpg.Pool
+) -> None:
     received: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
     listener = await asyncpg.connect(asyncpg_dsn(database_url))
     for channel in (notifications.ANALYSIS_CANCEL, notifications.ANALYSIS_DONE):
@@ -165,7 +174,7 @@ async def test_cancel_queued_running_and_finished(database: AsyncEngine, databas
     try:
         running_row = await store(database)
         queued_row = await store(database)
-        job = await claim(database, "a")
+        job = await claim(pool, "a")
         assert job.id == running_row.id
 
         canceled = await queue.request_cancel(database, queued_row.id)
@@ -199,15 +208,19 @@ async def test_cancel_queued_running_and_finished(database: AsyncEngine, databas
         await listener.close()
 
 
-async def test_a_lost_worker_with_a_cancel_request_ends_canceled(database: AsyncEngine) -> None:
+async def test_a_lost_worker_with_a_cancel_request_ends_canceled(
+    database: AsyncEngine, pool: asyncpg.Pool
+) -> None:
     row = await store(database)
-    await claim(database, "a")
+    await claim(pool, "a")
     await queue.request_cancel(database, row.id)
     await expire_leases(database)
     assert await queue.requeue_expired(database, NO_BACKOFF) == {row.id: AnalysisStatus.CANCELED}
 
 
-async def test_enqueue_refuses_past_the_cap_and_stores_nothing(database: AsyncEngine) -> None:
+async def test_enqueue_refuses_past_the_cap_and_stores_nothing(
+    database: AsyncEngine, pool: asyncpg.Pool
+) -> None:
     for _ in range(3):
         assert await queue.enqueue(database, request(), max_queued=3) is not None
     assert await queue.enqueue(database, request(), max_queued=3) is None
@@ -215,14 +228,16 @@ async def test_enqueue_refuses_past_the_cap_and_stores_nothing(database: AsyncEn
         count = (await connection.execute(text("SELECT count(*) FROM analyses"))).scalar_one()
     assert count == 3
     # Running rows do not count against the cap.
-    await claim(database, "a")
+    await claim(pool, "a")
     assert await queue.enqueue(database, request(), max_queued=3) is not None
 
 
-async def test_next_due_in_reports_the_earliest_retry(database: AsyncEngine) -> None:
+async def test_next_due_in_reports_the_earliest_retry(
+    database: AsyncEngine, pool: asyncpg.Pool
+) -> None:
     assert await queue.next_due_in(database) is None
     await store(database)
-    job = await claim(database, "a")
+    job = await claim(pool, "a")
     await queue.retry(database, job, "a", "x", queue.Backoff(20, 20))
     due = await queue.next_due_in(database)
     assert due is not None and 9 < due <= 20

@@ -8,6 +8,7 @@ import json
 import logging
 from typing import Any
 
+import asyncpg
 import httpx
 from prometheus_client import generate_latest
 from sqlalchemy import text
@@ -36,7 +37,7 @@ async def stats(server: Server) -> dict[str, Any]:
 
 
 async def test_queue_stats_with_queued_running_and_finished_work(
-    api: Server, database: AsyncEngine
+    api: Server, database: AsyncEngine, pool: asyncpg.Pool
 ) -> None:
     empty = await stats(api)
     assert (empty["queued"], empty["oldestQueuedAgeSeconds"], empty["workers"]) == (0, None, [])
@@ -44,11 +45,11 @@ async def test_queue_stats_with_queued_running_and_finished_work(
         await store(database)
     me = workers.WorkerInfo(id="worker-a", host="h1", pid=42, slots=2, engine="Stockfish 15.1")
     await workers.register(database, me, listening=True, ttl=30)
-    first = await queue.claim_next(database, "worker-a", 15)
-    second = await queue.claim_next(database, "worker-a", 15)
-    lost = await queue.claim_next(database, "worker-gone", 15)
+    first = await queue.claim_next(pool, "worker-a", 15)
+    second = await queue.claim_next(pool, "worker-a", 15)
+    lost = await queue.claim_next(pool, "worker-gone", 15)
     assert first and second and lost
-    assert await queue.finish(database, first, "worker-a", [LINE], "Stockfish 15.1")
+    assert await queue.finish(pool, first, "worker-a", [LINE], "Stockfish 15.1")
     found = await stats(api)
     assert (found["queued"], found["running"], found["done"]) == (1, 2, 1)
     assert (found["failed"], found["canceled"], found["finishedLastMinute"]) == (0, 0, 1)

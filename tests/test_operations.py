@@ -8,6 +8,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import text
@@ -159,10 +160,12 @@ async def test_listing_pages_newest_first_stable_under_inserts(
     assert third["pageInfo"]["hasNextPage"] is False  # type: ignore[index]
 
 
-async def test_listing_filters_by_status(api: Server, database: AsyncEngine) -> None:
+async def test_listing_filters_by_status(
+    api: Server, database: AsyncEngine, pool: asyncpg.Pool
+) -> None:
     await store(database)
     running = await store(database)
-    await queue.claim_next(database, "w", 15)  # claims the oldest queued row
+    await queue.claim_next(pool, "w", 15)  # claims the oldest queued row
     page = await list_page(api, first=10, status="RUNNING")
     assert len(ids(page)) == 1 and ids(page) != [str(running.id)]
     assert len(ids(await list_page(api, first=10, status="QUEUED"))) == 1

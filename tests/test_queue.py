@@ -36,19 +36,21 @@ async def test_get_unknown_id_is_none(database: AsyncEngine) -> None:
     assert await queue.get(database, uuid.uuid4()) is None
 
 
-async def test_claim_marks_running_and_finish_stores_the_result(database: AsyncEngine) -> None:
+async def test_claim_marks_running_and_finish_stores_the_result(
+    database: AsyncEngine, pool: asyncpg.Pool
+) -> None:
     row = await store(database)
-    job = await queue.claim_next(database, "worker-a", LEASE)
+    job = await queue.claim_next(pool, "worker-a", LEASE)
     assert job is not None
     assert (job.id, job.attempts) == (row.id, 1)
-    assert await queue.claim_next(database, "worker-b", LEASE) is None
+    assert await queue.claim_next(pool, "worker-b", LEASE) is None
     running = await queue.get(database, row.id)
     assert running is not None
     assert running.status is AnalysisStatus.RUNNING
     assert running.worker_id == "worker-a"
     assert running.started_at is not None and running.lease_expires_at is not None
 
-    assert await queue.finish(database, job, "worker-a", [LINE], "Stockfish 15.1")
+    assert await queue.finish(pool, job, "worker-a", [LINE], "Stockfish 15.1")
     done = await queue.get(database, row.id)
     assert done is not None
     assert done.status is AnalysisStatus.DONE
@@ -57,20 +59,22 @@ async def test_claim_marks_running_and_finish_stores_the_result(database: AsyncE
     assert done.finished_at is not None and done.lease_expires_at is None
 
 
-async def test_finish_is_fenced_by_worker_and_status(database: AsyncEngine) -> None:
+async def test_finish_is_fenced_by_worker_and_status(
+    database: AsyncEngine, pool: asyncpg.Pool
+) -> None:
     await store(database)
-    job = await queue.claim_next(database, "worker-a", LEASE)
+    job = await queue.claim_next(pool, "worker-a", LEASE)
     assert job is not None
-    assert not await queue.finish(database, job, "worker-b", [LINE], "x")
+    assert not await queue.finish(pool, job, "worker-b", [LINE], "x")
     assert not await queue.fail(database, job, "worker-b", "boom")
     assert await queue.fail(database, job, "worker-a", "boom")
-    assert not await queue.finish(database, job, "worker-a", [LINE], "x")
+    assert not await queue.finish(pool, job, "worker-a", [LINE], "x")
     failed = await queue.get(database, job.id)
     assert failed is not None
     assert (failed.status, failed.error, failed.result) == (AnalysisStatus.FAILED, "boom", None)
 
 
-async def test_claim_takes_priority_then_age(database: AsyncEngine) -> None:
+async def test_claim_takes_priority_then_age(database: AsyncEngine, pool: asyncpg.Pool) -> None:
     first = await store(database)
     second = await store(database)
     urgent = await store(database)
@@ -80,13 +84,15 @@ async def test_claim_takes_priority_then_age(database: AsyncEngine) -> None:
         )
     order = []
     for _ in range(3):
-        job = await queue.claim_next(database, "w", LEASE)
+        job = await queue.claim_next(pool, "w", LEASE)
         assert job is not None
         order.append(job.id)
     assert order == [urgent.id, first.id, second.id]
 
 
-async def test_concurrent_claimers_take_each_row_exactly_once(database: AsyncEngine) -> None:
+async def test_concurrent_claimers_take_each_row_exactly_once(
+    database: AsyncEngine, pool: asyncpg.Pool
+) -> None:
     total = 500
     async with database.begin() as connection:
         await connection.execute(
@@ -99,7 +105,7 @@ async def test_concurrent_claimers_take_each_row_exactly_once(database: AsyncEng
 
     async def claimer(name: str) -> list[uuid.UUID]:
         claimed = []
-        while (job := await queue.claim_next(database, name, LEASE)) is not None:
+        while (job := await queue.claim_next(pool, name, LEASE)) is not None:
             claimed.append(job.id)
         return claimed
 
@@ -116,20 +122,17 @@ async def test_concurrent_claimers_take_each_row_exactly_once(database: AsyncEng
     assert counts == {"running": total}
 
 
-async def test_claim_uses_the_partial_index(database: AsyncEngine) -> None:
-    plan_sql = "EXPLAIN " + str(queue.CLAIM_NEXT.text)
-    async with database.begin() as connection:
-        await connection.execute(text("SET LOCAL enable_seqscan = off"))
-        plan = "\n".join(
-            row[0]
-            for row in await connection.execute(
-                text(plan_sql), {"worker_id": "w", "lease_seconds": 1.0}
-            )
-        )
+async def test_claim_uses_the_partial_index(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SET LOCAL enable_seqscan = off")
+        rows = await connection.fetch("EXPLAIN " + queue.CLAIM, "w", 1.0, 8)
+    plan = "\n".join(row[0] for row in rows)
     assert "ix_analyses_claim" in plan, plan
 
 
-async def test_triggers_notify_queued_and_done(database: AsyncEngine, database_url: str) -> None:
+async def test_triggers_notify_queued_and_done(
+    database: AsyncEngine, database_url: str, pool: asyncpg.Pool
+) -> None:
     received: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
     listener = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
@@ -139,9 +142,9 @@ async def test_triggers_notify_queued_and_done(database: AsyncEngine, database_u
             )
         row = await store(database)
         assert await asyncio.wait_for(received.get(), 5) == (notifications.ANALYSIS_QUEUED, "")
-        job = await queue.claim_next(database, "w", LEASE)
+        job = await queue.claim_next(pool, "w", LEASE)
         assert job is not None
-        assert await queue.finish(database, job, "w", [LINE], "x")
+        assert await queue.finish(pool, job, "w", [LINE], "x")
         channel, payload = await asyncio.wait_for(received.get(), 5)
         assert channel == notifications.ANALYSIS_DONE
         assert notifications.parse_id_payload(payload) == row.id

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import asyncpg
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.asyncio.client import connect
 
 from db import queue
@@ -35,7 +35,7 @@ async def wait_for_waiters(api: Server, count: int) -> None:
 
 @pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
 async def test_emits_once_when_the_worker_finishes(
-    api: Server, database: AsyncEngine, protocol: str
+    api: Server, protocol: str, pool: asyncpg.Pool
 ) -> None:
     submitted = await submit(api.http_url, fen=REFERENCE_FEN)
     subscription = asyncio.create_task(
@@ -43,9 +43,9 @@ async def test_emits_once_when_the_worker_finishes(
     )
     await wait_for_waiters(api, 1)
     # Play the worker's part by hand: claim and finish through the queue.
-    job = await queue.claim_next(database, "test-worker", 15)
+    job = await queue.claim_next(pool, "test-worker", 15)
     assert job is not None
-    assert await queue.finish(database, job, "test-worker", [LINE], "Stockfish 15.1")
+    assert await queue.finish(pool, job, "test-worker", [LINE], "Stockfish 15.1")
     messages = await asyncio.wait_for(subscription, 10)
     assert [message["type"] for message in messages] == [DATA[protocol], "complete"]
     analysis = messages[0]["payload"]["data"]["analysisCompleted"]

@@ -1,0 +1,151 @@
+"""Queue throughput: N trivial jobs enqueued, then drained with a no-op in place of the
+engine, through this project's claim/finish path and through pgqueuer and procrastinate,
+on the same server in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+
+from bench.databases import scratch
+from db import migrations, queue
+from db.models import ResultLine
+from db.session import create_engine
+from db.settings import DatabaseSettings, asyncpg_dsn
+from engine import batching
+
+FEN = "8/8/6P1/4R3/8/6k1/2r5/6K1 b - - 0 1"
+NO_OP_RESULT = [ResultLine(rank=1, centipawn_score=0, mate_score=None, pv=(), pv_san=(), depth=0)]
+TIMEOUT_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class Throughput:
+    system: str
+    jobs: int
+    enqueue_seconds: float
+    drain_seconds: float
+
+    @property
+    def drain_rate(self) -> float:
+        return self.jobs / self.drain_seconds
+
+    @property
+    def enqueue_rate(self) -> float:
+        return self.jobs / self.enqueue_seconds
+
+
+async def ours(server_url: str, jobs: int, workers: int) -> Throughput:
+    async with scratch(server_url, "ours") as url:
+        await asyncio.to_thread(migrations.upgrade, url)
+        settings = DatabaseSettings(pool_size=workers, max_overflow=0)
+        database = create_engine(settings, url, application_name="bench")
+        try:
+            started = time.perf_counter()
+            request = queue.NewAnalysis(FEN, 1, 0.1, None)
+            async with database.begin() as connection:
+                # One statement for the batch, as a bulk import would do it.
+                await connection.exec_driver_sql(
+                    "INSERT INTO analyses (fen, num_moves_to_return, time_limit)"
+                    f" SELECT $1, 1, 0.1 FROM generate_series(1, {jobs})",
+                    (request.fen,),
+                )
+            enqueued = time.perf_counter() - started
+
+            # A worker's slots, as engine/slot.py drives them, with a no-op for the engine.
+            worker_id = "bench-worker"
+            claims = batching.Claims(database, worker_id, lease_seconds=30)
+            finishes = batching.Finishes(database, worker_id)
+
+            async def slot() -> int:
+                done = 0
+                while (job := await claims.next_job()) is not None:
+                    assert await finishes.finish(job, NO_OP_RESULT, "no-op")
+                    done += 1
+                return done
+
+            started = time.perf_counter()
+            counts = await asyncio.wait_for(
+                asyncio.gather(*(slot() for _ in range(workers))), TIMEOUT_SECONDS
+            )
+            drained = time.perf_counter() - started
+            assert sum(counts) == jobs, counts
+            return Throughput("chess-analysis", jobs, enqueued, drained)
+        finally:
+            await database.dispose()
+
+
+async def pgqueuer(server_url: str, jobs: int, workers: int) -> Throughput:
+    import asyncpg
+    from pgqueuer import AsyncpgPoolDriver, Job, Queries, QueueManager
+    from pgqueuer.domain.types import QueueExecutionMode
+
+    async with scratch(server_url, "pgqueuer") as url:
+        pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=2, max_size=workers + 2)
+        try:
+            driver = AsyncpgPoolDriver(pool)
+            queries = Queries(driver)
+            await queries.install()
+            started = time.perf_counter()
+            payload = json.dumps({"fen": FEN}).encode()
+            await queries.enqueue(["analyse"] * jobs, [payload] * jobs, [0] * jobs)
+            enqueued = time.perf_counter() - started
+            manager = QueueManager(queries)
+            done = 0
+
+            @manager.entrypoint("analyse")
+            async def analyse(_job: Job) -> None:
+                nonlocal done
+                done += 1
+
+            started = time.perf_counter()
+            await asyncio.wait_for(
+                manager.run(mode=QueueExecutionMode.drain, batch_size=workers),
+                TIMEOUT_SECONDS,
+            )
+            drained = time.perf_counter() - started
+            assert done == jobs, done
+            return Throughput("pgqueuer", jobs, enqueued, drained)
+        finally:
+            await pool.close()
+
+
+async def procrastinate(server_url: str, jobs: int, workers: int) -> Throughput:
+    import procrastinate as pc
+
+    async with scratch(server_url, "procrastinate") as url:
+        connector = pc.PsycopgConnector(conninfo=asyncpg_dsn(url), max_size=workers + 2)
+        app = pc.App(connector=connector)
+        done = 0
+
+        @app.task(name="analyse")
+        async def analyse(fen: str) -> None:  # noqa: ARG001 (the no-op job ignores it)
+            nonlocal done
+            done += 1
+
+        async with app.open_async():
+            await app.schema_manager.apply_schema_async()
+            started = time.perf_counter()
+            await analyse.batch_defer_async(*({"fen": FEN} for _ in range(jobs)))
+            enqueued = time.perf_counter() - started
+            started = time.perf_counter()
+            await asyncio.wait_for(
+                app.run_worker_async(
+                    wait=False, concurrency=workers, install_signal_handlers=False
+                ),
+                TIMEOUT_SECONDS,
+            )
+            drained = time.perf_counter() - started
+        assert done == jobs, done
+        return Throughput("procrastinate", jobs, enqueued, drained)
+
+
+async def run(server_url: str, jobs: int, workers: int) -> list[Throughput]:
+    """Each system in turn, on its own database of the same server."""
+    return [
+        await ours(server_url, jobs, workers),
+        await pgqueuer(server_url, jobs, workers),
+        await procrastinate(server_url, jobs, workers),
+    ]
