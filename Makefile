@@ -13,7 +13,7 @@ APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 IDE_ASSETS := api/ide_assets
 CLIENTS := tests/clients
 
-.PHONY: run test lint typecheck pytest setup engine node ide clients chromium schema clean
+.PHONY: bench run test lint typecheck pytest setup engine node ide clients chromium schema clean
 
 run: setup ide
 	$(BIN)/python scripts/run.py
@@ -29,6 +29,14 @@ typecheck: setup
 
 pytest: setup
 	$(BIN)/python -m pytest
+
+# Benchmarks (not part of `make test`): prints a table, writes bench/results/*.json.
+bench: setup $(VENV)/.bench-installed
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,bench]'
+	touch $@
 
 setup: $(VENV)/.installed engine
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from bench.databases import scratch
 from db import migrations, queue
 from db.models import ResultLine
-from db.session import create_engine
+from db.session import create_engine, create_pool
 from db.settings import DatabaseSettings, asyncpg_dsn
 from engine import batching
 
@@ -42,6 +42,7 @@ async def ours(server_url: str, jobs: int, workers: int) -> Throughput:
         await asyncio.to_thread(migrations.upgrade, url)
         settings = DatabaseSettings(pool_size=workers, max_overflow=0)
         database = create_engine(settings, url, application_name="bench")
+        pool = await create_pool(settings, url, application_name="bench")
         try:
             started = time.perf_counter()
             request = queue.NewAnalysis(FEN, 1, 0.1, None)
@@ -56,8 +57,8 @@ async def ours(server_url: str, jobs: int, workers: int) -> Throughput:
 
             # A worker's slots, as engine/slot.py drives them, with a no-op for the engine.
             worker_id = "bench-worker"
-            claims = batching.Claims(database, worker_id, lease_seconds=30)
-            finishes = batching.Finishes(database, worker_id)
+            claims = batching.Claims(pool, database, worker_id, lease_seconds=30)
+            finishes = batching.Finishes(pool, worker_id)
 
             async def slot() -> int:
                 done = 0
@@ -74,6 +75,7 @@ async def ours(server_url: str, jobs: int, workers: int) -> Throughput:
             assert sum(counts) == jobs, counts
             return Throughput("chess-analysis", jobs, enqueued, drained)
         finally:
+            await pool.close()
             await database.dispose()
 
 

@@ -1,0 +1,189 @@
+"""`make bench` / `python -m bench`: every scenario, a table, and a JSON file in bench/results.
+
+Uses `DATABASE_URL` when set, else the embedded server (started here and stopped after,
+if this run started it). Every scenario gets its own database, talks to loopback only,
+and is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import end_to_end, engine_efficiency, fanout, queue_throughput, submit_load
+from bench.databases import scratch, server_facts
+from db import embedded, migrations
+from db.settings import DatabaseSettings
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+async def migrated(server_url: str, purpose: str, body: Callable[[str], Awaitable[Any]]) -> Any:
+    async with scratch(server_url, purpose) as url:
+        await asyncio.to_thread(migrations.upgrade, url)
+        return await body(url)
+
+
+def record(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = dataclasses.asdict(value)
+        for name in dir(type(value)):
+            if isinstance(getattr(type(value), name, None), property):
+                fields[name] = getattr(value, name)
+        return fields
+    if isinstance(value, list):
+        return [record(item) for item in value]
+    return value
+
+
+async def main(arguments: argparse.Namespace) -> int:
+    settings = DatabaseSettings()
+    server = None
+    server_url = settings.url
+    if not server_url:
+        server = embedded.ensure_running(settings.data_dir)
+        server_url = server.url
+    logs = Path(tempfile.mkdtemp(prefix="chess-bench-"))
+    report: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "system": platform.platform(),
+        },
+        "postgres": await server_facts(server_url),
+        "scenarios": {},
+    }
+    slots = os.cpu_count() or 1
+    scenarios: dict[str, Callable[[], Awaitable[Any]]] = {
+        "queue_throughput": lambda: queue_throughput.run(
+            server_url, arguments.jobs, arguments.claimers
+        ),
+        "end_to_end": lambda: migrated(
+            server_url, "e2e", lambda url: end_to_end.run(url, logs, arguments.analyses, 4, slots)
+        ),
+        "engine_efficiency": lambda: migrated(
+            server_url,
+            "engine",
+            lambda url: engine_efficiency.run(url, logs, arguments.positions, 0.1, slots),
+        ),
+        "fan_out": lambda: fanout_runs(server_url, logs, arguments.subscribers),
+        "submit_throughput": lambda: migrated(
+            server_url, "submit", lambda url: submit_load.run(url, logs, arguments.seconds, 32)
+        ),
+    }
+    failed = 0
+    try:
+        for name, scenario in scenarios.items():
+            if arguments.only and name not in arguments.only:
+                continue
+            started = time.perf_counter()
+            sys.stderr.write(f"… {name}\n")
+            try:
+                result = record(await scenario())
+            except Exception:
+                failed += 1
+                result = {"error": traceback.format_exc()}
+            result_entry = {"seconds": round(time.perf_counter() - started, 1), "result": result}
+            report["scenarios"][name] = result_entry
+    finally:
+        if server is not None and server.started:
+            embedded.stop(settings.data_dir)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{report['date'].replace(':', '')}.json"
+    path.write_text(json.dumps(report, indent=2))
+    sys.stdout.write(table(report) + f"\nfull results: {path}\nprocess logs: {logs}\n")
+    return 1 if failed else 0
+
+
+async def fanout_runs(server_url: str, logs: Path, counts: list[int]) -> list[Any]:
+    return [
+        await migrated(server_url, f"fanout{count}", lambda url, n=count: fanout.run(url, logs, n))
+        for count in counts
+    ]
+
+
+def table(report: dict[str, Any]) -> str:
+    """The figures people compare, one line each."""
+    lines = [
+        f"PostgreSQL {report['postgres']['version']} (fsync={report['postgres']['fsync']},"
+        f" synchronous_commit={report['postgres']['synchronous_commit']}),"
+        f" {report['machine']['cpus']} CPUs",
+        "",
+    ]
+    scenarios = report["scenarios"]
+
+    def get(name: str) -> Any:
+        entry = scenarios.get(name, {}).get("result")
+        return None if entry is None or (isinstance(entry, dict) and "error" in entry) else entry
+
+    if (queue := get("queue_throughput")) is not None:
+        ours = queue[0]["drain_rate"]
+        for system in queue:
+            ratio = ours / system["drain_rate"]
+            lines.append(
+                f"queue drain  {system['system']:<15} {system['drain_rate']:>9.0f} jobs/s"
+                f"   enqueue {system['enqueue_rate']:>9.0f} jobs/s   ours/this {ratio:.2f}x"
+            )
+    if (e2e := get("end_to_end")) is not None:
+        latency, overhead = spread(e2e["latency_ms"]), spread(e2e["overhead_ms"])
+        lines.append(
+            f"end to end   {e2e['analyses']} analyses: submit {e2e['submit_rate']:.0f}/s,"
+            f" completed {e2e['completion_rate']:.0f}/s; submit->event p50/p95/p99"
+            f" {latency} ms, beyond engine time {overhead} ms"
+        )
+    if (engine := get("engine_efficiency")) is not None:
+        lines.append(
+            f"engine       {engine['positions']} positions at {engine['time_limit']} s:"
+            f" service {engine['service_rate']:.2f}/s,"
+            f" bare python-chess {engine['bare_rate']:.2f}/s,"
+            f" ratio {engine['ratio']:.3f}"
+        )
+    for run in get("fan_out") or []:
+        lines.append(
+            f"fan-out      {run['subscribers']} subscribers: {run['events']} events,"
+            f" {run['kb_per_subscriber']:.0f} KB each,"
+            f" {run['database_connections']} API connections to PostgreSQL,"
+            f" delivered in {run['delivery_seconds']:.2f} s"
+        )
+    if (submits := get("submit_throughput")) is not None:
+        lines.append(
+            f"submit       {submits['rate']:.0f} mutations/s from {submits['concurrency']}"
+            f" connections ({submits['errors']} errors)"
+        )
+    for name, entry in scenarios.items():
+        if isinstance(entry.get("result"), dict) and "error" in entry["result"]:
+            lines.append(f"{name}: FAILED\n{entry['result']['error']}")
+    return "\n".join(lines)
+
+
+def spread(percentiles: dict[str, float]) -> str:
+    return "/".join(f"{percentiles[key]:.1f}" for key in ("p50", "p95", "p99"))
+
+
+def arguments_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Run the benchmarks.")
+    parser.add_argument("--jobs", type=int, default=20_000, help="queue throughput jobs")
+    parser.add_argument("--claimers", type=int, default=8, help="concurrent claimers/slots")
+    parser.add_argument("--analyses", type=int, default=2_000, help="end-to-end analyses")
+    parser.add_argument("--positions", type=int, default=200, help="engine efficiency")
+    parser.add_argument("--subscribers", type=int, nargs="*", default=[5_000, 10_000])
+    parser.add_argument("--seconds", type=float, default=10.0, help="submit load duration")
+    parser.add_argument("--only", nargs="*", help="run only these scenarios")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(arguments_parser().parse_args())))
