@@ -153,7 +153,8 @@ def table(report: dict[str, Any]) -> str:
         )
     for run in get("fan_out") or []:
         lines.append(
-            f"fan-out      {run['subscribers']} subscribers: {run['events']} events,"
+            f"fan-out      {run['subscribers']} subscribers ({run['not_connected']} never"
+            f" connected): {run['events']} events,"
             f" {run['kb_per_subscriber']:.0f} KB each,"
             f" {run['database_connections']} API connections to PostgreSQL,"
             f" delivered in {run['delivery_seconds']:.2f} s"

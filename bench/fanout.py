@@ -19,6 +19,7 @@ from pathlib import Path
 
 import asyncpg
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from bench import services
 from db.settings import asyncpg_dsn
@@ -26,12 +27,15 @@ from db.settings import asyncpg_dsn
 COMPLETED = "subscription($id: ID!) { analysisCompleted(id: $id) { id status } }"
 FEN = "r1bqkbnr/pppp1ppp/2n5/4p3/4P3/5N2/PPPP1PPP/RNBQKB1R w KQkq - 2 3"
 TIMEOUT_SECONDS = 300
+HANDSHAKES_AT_ONCE = 50
+"""Connections opening at one time: a flood of handshakes only measures the backlog."""
 
 
 @dataclass(frozen=True)
 class FanOut:
     subscribers: int
     events: int
+    not_connected: int
     api_rss_idle_mb: float
     api_rss_subscribed_mb: float
     database_connections: int
@@ -40,7 +44,8 @@ class FanOut:
 
     @property
     def kb_per_subscriber(self) -> float:
-        return (self.api_rss_subscribed_mb - self.api_rss_idle_mb) * 1024 / self.subscribers
+        connected = max(self.subscribers - self.not_connected, 1)
+        return (self.api_rss_subscribed_mb - self.api_rss_idle_mb) * 1024 / connected
 
 
 def rss_mb(pid: int) -> float:
@@ -56,41 +61,57 @@ def raise_file_limit() -> None:
 
 
 async def subscribe_all(ws_url: str, ids: list[str]) -> None:
-    """One connection per subscriber; print "ready", then the events that arrive."""
-    received = 0
+    """One connection per subscriber; print "ready" once all are in (or given up on),
+    then a JSON line: the events that arrived and the subscribers that never got in."""
+    received = joined = failed = 0
     everyone_in = asyncio.Event()
-    joined = 0
     all_heard = asyncio.Event()
+    handshakes = asyncio.Semaphore(HANDSHAKES_AT_ONCE)
+
+    def settle() -> None:
+        if joined + failed == len(ids):
+            everyone_in.set()
+        if received == joined and everyone_in.is_set():
+            all_heard.set()
 
     async def subscriber(analysis_id: str) -> None:
-        nonlocal received, joined
-        async with connect(ws_url, subprotocols=["graphql-transport-ws"], open_timeout=60) as ws:  # type: ignore[list-item]
-            await ws.send(json.dumps({"type": "connection_init"}))
-            await ws.recv()
-            payload = {"query": COMPLETED, "variables": {"id": analysis_id}}
-            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
-            joined += 1
-            if joined == len(ids):
-                everyone_in.set()
+        nonlocal received, joined, failed
+        for _attempt in range(3):
+            try:
+                async with handshakes:
+                    ws = await connect(
+                        ws_url,
+                        subprotocols=["graphql-transport-ws"],
+                        open_timeout=60,  # type: ignore[list-item]
+                    )
+                    await ws.send(json.dumps({"type": "connection_init"}))
+                    await ws.recv()
+                    payload = {"query": COMPLETED, "variables": {"id": analysis_id}}
+                    await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+                break
+            except (OSError, TimeoutError, ConnectionClosed):
+                await asyncio.sleep(0.5)
+        else:
+            failed += 1
+            settle()
+            return
+        joined += 1
+        settle()
+        async with ws:
             while True:
                 message = json.loads(await ws.recv())
                 if message.get("type") == "next":
                     received += 1
-                    if received == len(ids):
-                        all_heard.set()
+                    settle()
                     return
 
-    tasks = []
-    for analysis_id in ids:
-        tasks.append(asyncio.create_task(subscriber(analysis_id)))
-        if len(tasks) % 200 == 0:
-            await asyncio.sleep(0.05)  # pace the handshakes rather than flood the listener
+    tasks = [asyncio.create_task(subscriber(analysis_id)) for analysis_id in ids]
     await asyncio.wait_for(everyone_in.wait(), TIMEOUT_SECONDS)
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     with contextlib.suppress(TimeoutError):  # then report how many did arrive
         await asyncio.wait_for(all_heard.wait(), TIMEOUT_SECONDS)
-    sys.stdout.write(json.dumps({"events": received}) + "\n")
+    sys.stdout.write(json.dumps({"events": received, "not_connected": failed}) + "\n")
     sys.stdout.flush()
     for task in tasks:
         task.cancel()
@@ -142,11 +163,20 @@ async def run(url: str, log_dir: Path, subscribers: int) -> FanOut:
             line = await asyncio.wait_for(process.stdout.readline(), TIMEOUT_SECONDS)
             delivered = time.perf_counter() - started
             await process.wait()
-            events = int(json.loads(line)["events"])
+            counts = json.loads(line)
+            events = int(counts["events"])
+            not_connected = int(counts["not_connected"])
     finally:
         await connection.close()
     return FanOut(
-        subscribers, events, idle, loaded, int(database_connections), subscribed, delivered
+        subscribers,
+        events,
+        not_connected,
+        idle,
+        loaded,
+        int(database_connections),
+        subscribed,
+        delivered,
     )
 
 
