@@ -72,7 +72,9 @@ async def main(arguments: argparse.Namespace) -> int:
             server_url, arguments.jobs, arguments.claimers
         ),
         "end_to_end": lambda: migrated(
-            server_url, "e2e", lambda url: end_to_end.run(url, logs, arguments.analyses, 4, slots)
+            server_url,
+            "e2e",
+            lambda url: end_to_end.run(url, logs, arguments.analyses, arguments.clients, slots),
         ),
         "engine_efficiency": lambda: migrated(
             server_url,
@@ -179,6 +181,9 @@ def arguments_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=20_000, help="queue throughput jobs")
     parser.add_argument("--claimers", type=int, default=8, help="concurrent claimers/slots")
     parser.add_argument("--analyses", type=int, default=2_000, help="end-to-end analyses")
+    parser.add_argument(
+        "--clients", type=int, default=1, help="end-to-end clients, each awaiting its own"
+    )
     parser.add_argument("--positions", type=int, default=200, help="engine efficiency")
     parser.add_argument("--subscribers", type=int, nargs="*", default=[5_000, 10_000])
     parser.add_argument("--seconds", type=float, default=10.0, help="submit load duration")

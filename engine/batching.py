@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import uuid
+from collections.abc import Awaitable, Sequence
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -76,13 +77,21 @@ class Claims:
 
 
 class Finishes:
-    """Records results, as many as are ready, in one statement."""
+    """Records results, as many as are ready, in one statement.
+
+    A slot need not wait for its result to be written: `write_behind` hands it over and
+    returns, so the slot's engine takes its next analysis at once. Until written, the
+    row is listed in `unwritten`, and the worker's heartbeat keeps its lease.
+    """
 
     def __init__(self, pool: asyncpg.Pool, worker_id: str) -> None:
         self._pool = pool
         self._worker_id = worker_id
         self._pending: list[tuple[queue.Outcome, asyncio.Future[bool]]] = []
         self._writing: asyncio.Task[None] | None = None
+        self._behind: set[asyncio.Task[None]] = set()
+        self.unwritten: set[uuid.UUID] = set()
+        """Rows whose result waits to be written: their leases must be kept."""
 
     async def finish(
         self, job: queue.ClaimedJob, result: Sequence[ResultLine], engine_name: str
@@ -93,6 +102,27 @@ class Finishes:
         if self._writing is None or self._writing.done():
             self._writing = asyncio.create_task(self._write())
         return await written
+
+    def write_behind(self, job: queue.ClaimedJob, write: Awaitable[object]) -> None:
+        """Run `write` (which records `job`'s result) without waiting for it."""
+
+        async def tracked() -> None:
+            try:
+                await write
+            except Exception:
+                log.exception("recording the result of %s failed", job.id)
+            finally:
+                self.unwritten.discard(job.id)
+
+        self.unwritten.add(job.id)
+        task = asyncio.create_task(tracked())
+        self._behind.add(task)
+        task.add_done_callback(self._behind.discard)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (at most `timeout` seconds) for every result handed over to be written."""
+        if self._behind:
+            await asyncio.wait(set(self._behind), timeout=timeout)
 
     async def _write(self) -> None:
         while self._pending:

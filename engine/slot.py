@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import logs, queue
 from db.errors import DatabaseUnavailableError
-from db.models import AnalysisStatus
+from db.models import AnalysisStatus, ResultLine
 from engine import analysis
 from engine.batching import Claims, Finishes
 from engine.metrics import WorkerMetrics
@@ -208,9 +208,17 @@ class Slot:
             ):
                 metrics.failed.inc()
             return
-        if await self._record(lambda: self.context.finishes.finish(job, lines, self.engine.name)):
-            metrics.finished.inc()
-            metrics.duration.observe(asyncio.get_running_loop().time() - started)
+        # Written behind the slot's back: its engine goes on with the next analysis.
+        duration = asyncio.get_running_loop().time() - started
+        self.context.finishes.write_behind(job, self._record_done(job, lines, duration))
+
+    async def _record_done(
+        self, job: queue.ClaimedJob, lines: list[ResultLine], duration: float
+    ) -> None:
+        finishes, engine_name = self.context.finishes, self.engine.name
+        if await self._record(lambda: finishes.finish(job, lines, engine_name)):
+            self.context.metrics.finished.inc()
+            self.context.metrics.duration.observe(duration)
             log.info("done")
         else:
             log.warning("the row is no longer this worker's; result dropped")

@@ -62,6 +62,8 @@ class Worker:
         self.slots: list[Slot] = []
         self.backoff = queue.Backoff(settings.retry_base_delay, settings.retry_max_delay)
         self.metrics = WorkerMetrics()
+        self.finishes = Finishes(pool, self.id)
+        """Writes results, several per statement, without holding up the slots."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down gracefully."""
@@ -78,7 +80,7 @@ class Worker:
             backoff=self.backoff,
             metrics=self.metrics,
             claims=Claims(self.pool, self.database, self.id, self.settings.lease_seconds),
-            finishes=Finishes(self.pool, self.id),
+            finishes=self.finishes,
         )
         self.slots = [Slot(context, engine, number) for number, engine in enumerate(engines)]
         listener = notifications.Listener(
@@ -128,6 +130,8 @@ class Worker:
                 for slot in self.slots:
                     slot.interrupt(Interrupt.SHUTDOWN)
                 await asyncio.wait(pending, timeout=SHUTDOWN_SECONDS)
+            # Results handed to the writer are written before the leases stop.
+            await self.finishes.drain(self.settings.lease_seconds)
         finally:
             for task in [*slots, heartbeat, sweep]:
                 task.cancel()
@@ -171,9 +175,13 @@ class Worker:
                 await self._announce()
                 self.metrics.queue_depth.set(await queue.count_queued(self.database))
             running = {slot.job.id: slot for slot in self.slots if slot.job is not None}
+            unwritten = self.finishes.unwritten - running.keys()
             try:
                 leases = await queue.renew_leases(
-                    self.database, self.id, list(running), self.settings.lease_seconds
+                    self.database,
+                    self.id,
+                    [*running, *unwritten],
+                    self.settings.lease_seconds,
                 )
             except DatabaseUnavailableError as exc:
                 log.warning("cannot renew leases: %s", exc)

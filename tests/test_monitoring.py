@@ -162,6 +162,10 @@ async def test_worker_metrics_count_its_work(
     worker: Worker = await start_worker(slots=1, metrics_port=None)
     row = await store(database)
     await wait_terminal(database, row)
+    # The result is written behind the slot; its counters follow the write at once.
+    async with asyncio.timeout(5):
+        while worker.metrics.finished._value.get() < 1:
+            await asyncio.sleep(0.01)
     page = generate_latest(worker.metrics.registry).decode()
     lines = set(page.splitlines())
     assert "worker_jobs_claimed_total 1.0" in lines
