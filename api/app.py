@@ -29,9 +29,9 @@ from api.metrics import ApiMetrics
 from api.persisted_queries import PersistedQueries
 from api.protection import LimitBodySize
 from api.request_ids import RequestIds
+from api.router import Router
 from api.schema import build_schema
 from api.settings import ApiSettings
-from api.websockets import Router
 from db.session import create_engine
 from db.settings import DatabaseSettings
 

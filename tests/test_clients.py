@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from api import ide
+from api.router import Router
 from api.schema import schema
-from api.websockets import Router
 from tests.conftest import Server
 
 CLIENTS = Path(__file__).resolve().parent / "clients"

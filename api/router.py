@@ -1,9 +1,14 @@
-"""WebSocket details Strawberry leaves open.
+"""Strawberry's FastAPI router, with what it leaves open.
+
+WebSockets:
 
 - `graphql-ws` (legacy): a `connection_init` deadline, as Strawberry enforces on
   `graphql-transport-ws` only; Strawberry's own `ka` keep-alive is on.
 - `graphql-transport-ws`: a server `ping` every keep-alive interval once the connection
   is acknowledged, so proxies do not close idle subscriptions and dead peers are found.
+
+GraphiQL: served from this server's own files when they are installed (`api.ide`), and
+shown to a browser that opens /graphql, `?query=` and all.
 """
 
 from __future__ import annotations
