@@ -37,6 +37,7 @@ def main() -> int:
         port=settings.port,
         log_config=None,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        ws_per_message_deflate=settings.ws_compression,
     )
     return 0
 

@@ -41,6 +41,9 @@ class ApiSettings(BaseSettings):
     """Seconds between server keep-alive messages on idle WebSockets."""
     ws_max_subscriptions: int = Field(default=100, ge=1, le=10_000)
     """Subscriptions one WebSocket connection may hold at once."""
+    ws_compression: bool = False
+    """Offer permessage-deflate on WebSockets. Off: the messages are small JSON, and
+    each compressed connection holds zlib state (about 100 KB) for as long as it lives."""
     max_query_depth: int = Field(default=8, ge=1, le=100)
     """Deepest selection nesting a document may have."""
     max_tokens: int = Field(default=2_000, ge=10, le=1_000_000)
