@@ -65,13 +65,13 @@ async def cancel_analysis(info: ResolverInfo, id: strawberry.ID) -> Analysis:
     stops the engine (waited for up to `API_CANCEL_WAIT`); a finished one is unchanged."""
     analysis_id = validation.parse_id(id)
     database = info.context.database
-    with info.context.hub.waiter(analysis_id) as woken:
+    with info.context.hub.waiter(analysis_id) as waiter:
         row = await queue.request_cancel(database, analysis_id)
         if row is None:
             raise NotFoundError(f"no analysis with id {analysis_id}")
         if not row.status.is_terminal:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), info.context.settings.cancel_wait)
+                await asyncio.wait_for(waiter.wait(), info.context.settings.cancel_wait)
             row = await queue.get(database, analysis_id) or row
     return Analysis.from_model(row)
 
@@ -83,13 +83,12 @@ async def analysis_completed(
     """Emit the analysis once it is DONE, FAILED or CANCELED (at once if it already is)."""
     analysis_id = validation.parse_id(id)
     database = info.context.database
-    with info.context.hub.waiter(analysis_id) as woken:
+    with info.context.hub.waiter(analysis_id) as waiter:
         # Registered before the first read: a completion cannot slip in between.
         row = await read_through_outage(database, analysis_id)
         while row is not None and not row.status.is_terminal:
-            await woken.wait()
-            woken.clear()
-            row = await read_through_outage(database, analysis_id)
+            # The hub hands over the row it read for the notification, if it could.
+            row = await waiter.wait() or await read_through_outage(database, analysis_id)
     if row is None:
         raise NotFoundError(f"no analysis with id {analysis_id}")
     yield Analysis.from_model(row)

@@ -147,6 +147,15 @@ async def get(engine: AsyncEngine, analysis_id: uuid.UUID) -> Analysis | None:
     return row
 
 
+@errors.translated
+async def get_many(engine: AsyncEngine, ids: Sequence[uuid.UUID]) -> list[Analysis]:
+    """The rows with these ids (those that exist), in one statement."""
+    if not ids:
+        return []
+    async with session(engine) as db:
+        return list(await db.scalars(select(Analysis).where(Analysis.id.in_(list(ids)))))
+
+
 CLAIM = """
     WITH next AS (
         -- the oldest due rows of the highest priority, by the partial claim index;
