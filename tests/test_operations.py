@@ -14,7 +14,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
+from strawberry.extensions import AddValidationRules
 
+from api import protection
+from api.settings import ApiSettings
 from db import insight, queue
 from db.models import AnalysisStatus
 from tests.conftest import ApiFactory, Server
@@ -201,3 +204,20 @@ async def test_listing_is_served_by_an_index(
         plan = "\n".join(row[0] for row in await connection.execute(text("EXPLAIN " + sql)))
     assert index in plan, plan
     assert "Sort" not in plan, "the index gives the order"
+
+
+def test_limit_rules_are_shared_so_validation_stays_cached() -> None:
+    # Validation is cached per (schema, document, rules): rules made anew for each
+    # operation would miss the cache every time.
+    factories = protection.extensions(ApiSettings())
+
+    def rules() -> list[object]:
+        return [
+            rule
+            for extension in (factory() for factory in factories)
+            if isinstance(extension, AddValidationRules)
+            for rule in extension.validation_rules
+        ]
+
+    assert rules()
+    assert rules() == rules()
