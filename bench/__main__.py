@@ -50,11 +50,11 @@ def record(value: Any) -> Any:
 
 async def main(arguments: argparse.Namespace) -> int:
     settings = DatabaseSettings()
-    server = None
-    server_url = settings.url
-    if not server_url:
-        server = embedded.ensure_running(settings.data_dir)
-        server_url = server.url
+    with embedded.serving(settings.url, settings.data_dir) as server_url:
+        return await run_all(arguments, server_url)
+
+
+async def run_all(arguments: argparse.Namespace, server_url: str) -> int:
     logs = Path(tempfile.mkdtemp(prefix="chess-bench-"))
     report: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -87,22 +87,18 @@ async def main(arguments: argparse.Namespace) -> int:
         ),
     }
     failed = 0
-    try:
-        for name, scenario in scenarios.items():
-            if arguments.only and name not in arguments.only:
-                continue
-            started = time.perf_counter()
-            sys.stderr.write(f"… {name}\n")
-            try:
-                result = record(await scenario())
-            except Exception:
-                failed += 1
-                result = {"error": traceback.format_exc()}
-            result_entry = {"seconds": round(time.perf_counter() - started, 1), "result": result}
-            report["scenarios"][name] = result_entry
-    finally:
-        if server is not None and server.started:
-            embedded.stop(settings.data_dir)
+    for name, scenario in scenarios.items():
+        if arguments.only and name not in arguments.only:
+            continue
+        started = time.perf_counter()
+        sys.stderr.write(f"… {name}\n")
+        try:
+            result = record(await scenario())
+        except Exception:
+            failed += 1
+            result = {"error": traceback.format_exc()}
+        result_entry = {"seconds": round(time.perf_counter() - started, 1), "result": result}
+        report["scenarios"][name] = result_entry
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{report['date'].replace(':', '')}.json"
     path.write_text(json.dumps(report, indent=2))

@@ -107,6 +107,21 @@ def resolve_url(url: str | None, data_dir: Path) -> str:
     return ensure_running(data_dir).url
 
 
+@contextlib.contextmanager
+def serving(url: str | None, data_dir: Path) -> Iterator[str]:
+    """`url` when it is set; else the embedded server's URL, and the server is stopped
+    on exit if this call started it (a server someone else started keeps running)."""
+    if url:
+        yield url
+        return
+    server = ensure_running(data_dir)
+    try:
+        yield server.url
+    finally:
+        if server.started:
+            stop(data_dir)
+
+
 def stop(data_dir: Path, *, mode: str = "fast") -> bool:
     """Stop the server if it runs; True when it was running.
 

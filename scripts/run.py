@@ -29,12 +29,14 @@ def main() -> int:
     os.environ.setdefault("LOG_FORMAT", "text")
     logs.configure(logs.LogSettings())
     database_settings = DatabaseSettings()
-    server = None
-    url = database_settings.url
-    if not url:
-        server = embedded.ensure_running(database_settings.data_dir)
-        url = server.url
-        log.info("embedded PostgreSQL: %s", url)
+    with embedded.serving(database_settings.url, database_settings.data_dir) as url:
+        if not database_settings.url:  # a configured URL may hold a password: not logged
+            log.info("embedded PostgreSQL: %s", url)
+        return serve(url)
+
+
+def serve(url: str) -> int:
+    """Migrate, then run a worker and an API until a signal; stop them in order."""
     stopping = False
 
     def stop(signum: int, _frame: FrameType | None) -> None:
@@ -74,8 +76,6 @@ def main() -> int:
                 log.warning("%s did not stop in %d s; killing it", child.args, STOP_TIMEOUT_SECONDS)
                 child.kill()
                 child.wait()
-        if server is not None and server.started:
-            embedded.stop(database_settings.data_dir)
 
 
 if __name__ == "__main__":

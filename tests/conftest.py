@@ -39,13 +39,8 @@ logs.add_ids_to_records()
 def server_url() -> Iterator[str]:
     """A URL of the server's maintenance database."""
     settings = DatabaseSettings()
-    if settings.url:
-        yield settings.url
-        return
-    server = embedded.ensure_running(settings.data_dir)
-    yield server.url
-    if server.started:
-        embedded.stop(settings.data_dir)
+    with embedded.serving(settings.url, settings.data_dir) as url:
+        yield url
 
 
 async def _admin(server_url: str, statement: str) -> None:
