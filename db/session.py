@@ -38,8 +38,17 @@ async def create_pool(
         timeout=settings.connect_timeout,
         command_timeout=60,
         server_settings={"application_name": application_name},
+        reset=_nothing_to_reset,
     )
     return pool
+
+
+async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
+    """The pool's statements are single autocommit statements that leave no session
+    state behind (no LISTEN, SET, advisory lock or cursor), so a returned connection
+    needs no reset query: asyncpg's default (`RESET ALL`, `UNLISTEN *`, ...) would cost
+    a round trip per statement, as much as the statement itself. An open transaction
+    is still rolled back by asyncpg before this is called."""
 
 
 def session(engine: AsyncEngine) -> AsyncSession:
