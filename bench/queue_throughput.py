@@ -15,6 +15,7 @@ from db.models import ResultLine
 from db.session import create_engine, create_pool
 from db.settings import DatabaseSettings, asyncpg_dsn
 from engine import batching
+from engine.settings import EngineSettings
 
 FEN = "8/8/6P1/4R3/8/6k1/2r5/6K1 b - - 0 1"
 NO_OP_RESULT = [ResultLine(rank=1, centipawn_score=0, mate_score=None, pv=(), pv_san=(), depth=0)]
@@ -57,14 +58,20 @@ async def ours(server_url: str, jobs: int, workers: int) -> Throughput:
 
             # A worker's slots, as engine/slot.py drives them, with a no-op for the engine.
             worker_id = "bench-worker"
-            claims = batching.Claims(pool, database, worker_id, lease_seconds=30)
-            finishes = batching.Finishes(pool, worker_id)
+            exchange = batching.Exchange(
+                pool,
+                database,
+                worker_id,
+                lease_seconds=30,
+                ahead=workers,
+                ahead_below=EngineSettings().claim_ahead_below,
+            )
 
             async def slot() -> int:
                 done = 0
-                while (job := await claims.next_job()) is not None:
+                while (job := await exchange.next_job()) is not None:
                     # As a slot does: the result is written behind, the slot goes on.
-                    finishes.write_behind(job, finishes.finish(job, NO_OP_RESULT, "no-op"))
+                    exchange.write_behind(job, exchange.finish(job, NO_OP_RESULT, "no-op"))
                     done += 1
                 return done
 
@@ -72,7 +79,7 @@ async def ours(server_url: str, jobs: int, workers: int) -> Throughput:
             counts = await asyncio.wait_for(
                 asyncio.gather(*(slot() for _ in range(workers))), TIMEOUT_SECONDS
             )
-            await finishes.drain(TIMEOUT_SECONDS)
+            await exchange.drain(TIMEOUT_SECONDS)
             drained = time.perf_counter() - started
             assert sum(counts) == jobs, counts
             async with database.connect() as connection:

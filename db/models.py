@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -65,10 +65,15 @@ class ResultLine:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object stored for this line."""
-        value = asdict(self)
-        value["pv"] = list(self.pv)
-        value["pv_san"] = list(self.pv_san)
-        return value
+        # Spelled out: dataclasses.asdict deep-copies, and this runs for every result.
+        return {
+            "rank": self.rank,
+            "centipawn_score": self.centipawn_score,
+            "mate_score": self.mate_score,
+            "pv": list(self.pv),
+            "pv_san": list(self.pv_san),
+            "depth": self.depth,
+        }
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> ResultLine:

@@ -156,38 +156,117 @@ async def get_many(engine: AsyncEngine, ids: Sequence[uuid.UUID]) -> list[Analys
         return list(await db.scalars(select(Analysis).where(Analysis.id.in_(list(ids)))))
 
 
-CLAIM = """
-    WITH next AS (
-        -- the oldest due rows of the highest priority, by the partial claim index;
-        -- rows other claimers hold are skipped, not waited for (a locking CTE runs once)
+# The claim: the oldest due rows of the highest priority, by the partial claim index;
+# rows other claimers hold are skipped, not waited for (a locking CTE runs once).
+# $1 worker id, $2 lease seconds, $3 how many.
+_NEXT = """
+    next AS (
         SELECT id FROM analyses
          WHERE status = 'queued' AND run_after <= now()
          ORDER BY priority DESC, created_at
          LIMIT $3
            FOR UPDATE SKIP LOCKED
-    )
+    )"""
+_TAKE = """
     UPDATE analyses AS a
        SET status = 'running',
            attempts = a.attempts + 1,
            worker_id = $1,
            started_at = now(),
            lease_expires_at = now() + make_interval(secs => $2)
-      FROM next
-     WHERE a.id = next.id
+     -- by primary key, whatever the planner guesses of LIMIT $3
+     WHERE a.id = ANY (ARRAY(SELECT id FROM next))
     RETURNING a.id, a.fen, a.num_moves_to_return, a.time_limit, a.depth_limit,
-              a.attempts, a.max_attempts, a.priority, a.created_at
+              a.attempts, a.max_attempts, a.priority, a.created_at"""
+
+
+def _record_done(first: int) -> str:
+    """Results for many rows, each fenced by its own claim token; $1 is the worker id,
+    the four arrays (ids, attempts, results, engines) start at `$first`."""
+    ids, attempts, results, engines = (f"${first + offset}" for offset in range(4))
+    return f"""
+    UPDATE analyses AS a
+       SET status = 'done', result = done.result::jsonb, engine = done.engine,
+           error = NULL, finished_at = now(), lease_expires_at = NULL
+      FROM unnest({ids}::uuid[], {attempts}::integer[], {results}::text[], {engines}::text[])
+           AS done(id, attempt, result, engine)
+     WHERE a.id = ANY ({ids}::uuid[])  -- by primary key, however many running rows
+       AND a.id = done.id AND a.status = 'running' AND a.worker_id = $1
+       AND a.attempts = done.attempt
+    RETURNING a.id"""
+
+
+CLAIM = f"WITH {_NEXT} {_TAKE}"
+
+FINISH = _record_done(first=2)
+
+# A worker's usual turn: the results its slots have ready and claims for the slots that
+# ask, in one statement (one round trip, one commit). The rows finished are running, the
+# rows claimed are queued: the two updates never touch the same row.
+FINISH_AND_CLAIM = f"""
+    WITH done AS ({_record_done(first=4)}
+    ),{_NEXT},
+    claimed AS ({_TAKE}
+    )
+    SELECT true AS claimed, * FROM claimed
+    UNION ALL
+    SELECT false, id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM done
     """
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """A finished analysis waiting to be written."""
+
+    job: ClaimedJob
+    result: Sequence[ResultLine]
+    engine_name: str
+
+
+@dataclass(frozen=True)
+class Exchanged:
+    """What one exchange did: rows claimed (in claim order) and results recorded."""
+
+    claimed: list[ClaimedJob]
+    finished: set[uuid.UUID]
+    """The outcomes' rows this worker could still finish (the others were taken back)."""
+
+
 @errors.translated
-async def claim(
-    pool: asyncpg.Pool, worker_id: str, lease_seconds: float, limit: int = 1
-) -> list[ClaimedJob]:
-    """Take up to `limit` due queued rows for `worker_id` in one statement, in claim
-    order (highest priority, then oldest); an empty list when none is due.
+async def exchange(
+    pool: asyncpg.Pool,
+    worker_id: str,
+    lease_seconds: float,
+    *,
+    claim: int,
+    outcomes: Sequence[Outcome] = (),
+) -> Exchanged:
+    """Record `outcomes` and take up to `claim` due queued rows for `worker_id`, in one
+    statement; the rows come highest priority first, then oldest.
 
     The worker's hot path: one round trip, a prepared statement, no ORM."""
-    rows = await pool.fetch(CLAIM, worker_id, lease_seconds, limit)
+    if not outcomes:
+        if claim <= 0:
+            return Exchanged([], set())
+        rows = await pool.fetch(CLAIM, worker_id, lease_seconds, claim)
+        return Exchanged(_claimed(rows), set())
+    arrays = (
+        [outcome.job.id for outcome in outcomes],
+        [outcome.job.attempts for outcome in outcomes],
+        [json.dumps([line.to_json() for line in outcome.result]) for outcome in outcomes],
+        [outcome.engine_name for outcome in outcomes],
+    )
+    if claim <= 0:
+        rows = await pool.fetch(FINISH, worker_id, *arrays)
+        return Exchanged([], {row["id"] for row in rows})
+    rows = await pool.fetch(FINISH_AND_CLAIM, worker_id, lease_seconds, claim, *arrays)
+    return Exchanged(
+        _claimed([row for row in rows if row["claimed"]]),
+        {row["id"] for row in rows if not row["claimed"]},
+    )
+
+
+def _claimed(rows: list[asyncpg.Record]) -> list[ClaimedJob]:
     rows.sort(key=lambda row: (-row["priority"], row["created_at"]))
     return [
         ClaimedJob(
@@ -205,8 +284,20 @@ async def claim(
 
 async def claim_next(pool: asyncpg.Pool, worker_id: str, lease_seconds: float) -> ClaimedJob | None:
     """Take the next due queued row for `worker_id`, or None when none is due."""
-    claimed = await claim(pool, worker_id, lease_seconds, limit=1)
+    claimed = (await exchange(pool, worker_id, lease_seconds, claim=1)).claimed
     return claimed[0] if claimed else None
+
+
+async def finish(
+    pool: asyncpg.Pool,
+    job: ClaimedJob,
+    worker_id: str,
+    result: Sequence[ResultLine],
+    engine_name: str,
+) -> bool:
+    """Record one result; False when the row is no longer this claim's to finish."""
+    outcomes = [Outcome(job, result, engine_name)]
+    return job.id in (await exchange(pool, worker_id, 0, claim=0, outcomes=outcomes)).finished
 
 
 COUNT_QUEUED = text("SELECT count(*) FROM analyses WHERE status = 'queued'")
@@ -247,58 +338,6 @@ async def _fenced(
             )
         ).scalar_one_or_none()
     return None if status is None else str(status)
-
-
-FINISH = """
-    UPDATE analyses AS a
-       SET status = 'done', result = done.result::jsonb, engine = done.engine,
-           error = NULL, finished_at = now(), lease_expires_at = NULL
-      FROM unnest($2::uuid[], $3::integer[], $4::text[], $5::text[])
-           AS done(id, attempt, result, engine)
-     -- each row fenced by its own claim token
-     WHERE a.id = done.id AND a.status = 'running' AND a.worker_id = $1
-       AND a.attempts = done.attempt
-    RETURNING a.id
-    """
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A finished analysis waiting to be written."""
-
-    job: ClaimedJob
-    result: Sequence[ResultLine]
-    engine_name: str
-
-
-@errors.translated
-async def finish_many(
-    pool: asyncpg.Pool, worker_id: str, outcomes: Sequence[Outcome]
-) -> set[uuid.UUID]:
-    """Record several results in one statement; the ids this worker could still finish
-    (the others' rows were taken back from it)."""
-    if not outcomes:
-        return set()
-    rows = await pool.fetch(
-        FINISH,
-        worker_id,
-        [outcome.job.id for outcome in outcomes],
-        [outcome.job.attempts for outcome in outcomes],
-        [json.dumps([line.to_json() for line in outcome.result]) for outcome in outcomes],
-        [outcome.engine_name for outcome in outcomes],
-    )
-    return {row["id"] for row in rows}
-
-
-async def finish(
-    pool: asyncpg.Pool,
-    job: ClaimedJob,
-    worker_id: str,
-    result: Sequence[ResultLine],
-    engine_name: str,
-) -> bool:
-    """Record one result; False when the row is no longer this claim's to finish."""
-    return job.id in await finish_many(pool, worker_id, [Outcome(job, result, engine_name)])
 
 
 FAIL = f"""

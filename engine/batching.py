@@ -1,10 +1,20 @@
-"""One statement for many slots: claims for every idle slot, finishes for every slot done.
+"""One statement for many slots: the results of every slot done and claims for every slot
+that asks, together.
 
-When several slots want work at once, one claim statement takes a row for each of them;
-when several analyses finish at once, one statement records them all. A request waits
-one turn of the event loop for companions, so a lone slot pays nothing noticeable, and a
-busy worker (or a queue of shallow analyses) spends a statement on many jobs instead of
-one. Every row stays fenced by its own claim token.
+A slot that finishes an analysis hands its result over and asks for its next row at
+once; the two travel in one statement (one round trip, one commit), together with those
+of every other slot doing the same. A request waits one turn of the event loop for
+companions, so a lone slot pays nothing noticeable, and a busy worker (or a queue of
+shallow analyses) spends a statement on many jobs instead of two per job. Statements go
+one at a time; what arrives meanwhile rides on the next. Every row stays fenced by its
+own claim token.
+
+While the analyses run short (a shallow depth limit: a few milliseconds each), a slot
+would spend as long waiting for its next claim as its engine spends thinking. Then the
+exchange also claims a row ahead for each slot, so a slot that asks gets one at once
+while the next statement is on its way. Rows claimed ahead are held for about one short
+analysis; their leases are kept by the heartbeat like any other, a cancellation or a
+lost lease takes them out, and on shutdown they go straight back to the queue.
 """
 
 from __future__ import annotations
@@ -13,7 +23,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Sequence
+from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -23,84 +35,112 @@ from db.models import ResultLine
 
 log = logging.getLogger(__name__)
 
-
-class Claims:
-    """Hands claimed rows to the slots that ask, claiming for all of them at once."""
-
-    def __init__(
-        self, pool: asyncpg.Pool, database: AsyncEngine, worker_id: str, lease_seconds: float
-    ) -> None:
-        self._pool = pool
-        self._database = database
-        self._worker_id = worker_id
-        self._lease_seconds = lease_seconds
-        self._waiting: list[asyncio.Future[queue.ClaimedJob | None]] = []
-        self._claiming: asyncio.Task[None] | None = None
-
-    async def next_job(self) -> queue.ClaimedJob | None:
-        """A claimed row for the calling slot, or None when none is due."""
-        waiter: asyncio.Future[queue.ClaimedJob | None] = asyncio.get_running_loop().create_future()
-        self._waiting.append(waiter)
-        if self._claiming is None or self._claiming.done():
-            self._claiming = asyncio.create_task(self._claim())
-        return await waiter
-
-    async def _claim(self) -> None:
-        while self._waiting:
-            await asyncio.sleep(0)  # let other slots that are asking now join in
-            waiters = [waiter for waiter in self._waiting if not waiter.done()]
-            self._waiting.clear()
-            if not waiters:
-                return
-            try:
-                jobs = await queue.claim(
-                    self._pool, self._worker_id, self._lease_seconds, limit=len(waiters)
-                )
-            except Exception as exc:
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_exception(exc)
-                continue
-            for index, waiter in enumerate(waiters):
-                job = jobs[index] if index < len(jobs) else None
-                if not waiter.done():
-                    waiter.set_result(job)
-                elif job is not None:
-                    # Its slot stopped waiting meanwhile: the row goes straight back.
-                    await self._give_back(job)
-
-    async def _give_back(self, job: queue.ClaimedJob) -> None:
-        # A row nobody runs would wait for its lease to expire; this is quicker. If it
-        # fails, the lease does the same later.
-        with contextlib.suppress(Exception):
-            await queue.release(self._database, job, self._worker_id)
+RECENT_WEIGHT = 0.2
+"""Weight of the latest analysis in the running average of analysis times."""
+TRACKED_JOBS = 1024
+"""Hand-out times kept for the average (rows that never report a result drop out)."""
 
 
-class Finishes:
-    """Records results, as many as are ready, in one statement.
+class Exchange:
+    """Hands claimed rows to the slots that ask and records the results they hand over.
 
     A slot need not wait for its result to be written: `write_behind` hands it over and
     returns, so the slot's engine takes its next analysis at once. Until written, the
     row is listed in `unwritten`, and the worker's heartbeat keeps its lease.
     """
 
-    def __init__(self, pool: asyncpg.Pool, worker_id: str) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        database: AsyncEngine,
+        worker_id: str,
+        lease_seconds: float,
+        *,
+        ahead: int = 0,
+        ahead_below: float = 0.0,
+    ) -> None:
+        """`ahead` rows are claimed ahead while analyses average under `ahead_below`
+        seconds (from hand-out to result)."""
         self._pool = pool
+        self._database = database
         self._worker_id = worker_id
-        self._pending: list[tuple[queue.Outcome, asyncio.Future[bool]]] = []
-        self._writing: asyncio.Task[None] | None = None
+        self._lease_seconds = lease_seconds
+        self._ahead = ahead
+        self._ahead_below = ahead_below
+        self._ready: deque[queue.ClaimedJob] = deque()
+        self._handed_out: OrderedDict[uuid.UUID, float] = OrderedDict()
+        self._typical_seconds: float | None = None
+        self._refill = False
+        self._asking: list[asyncio.Future[queue.ClaimedJob | None]] = []
+        self._results: list[tuple[queue.Outcome, asyncio.Future[bool]]] = []
+        self._turns: asyncio.Task[None] | None = None
         self._behind: set[asyncio.Task[None]] = set()
         self.unwritten: set[uuid.UUID] = set()
         """Rows whose result waits to be written: their leases must be kept."""
+
+    @property
+    def claimed_ahead(self) -> set[uuid.UUID]:
+        """Rows claimed ahead that no slot runs yet: their leases must be kept."""
+        return {job.id for job in self._ready}
+
+    async def next_job(self) -> queue.ClaimedJob | None:
+        """A claimed row for the calling slot, or None when none is due."""
+        if self._ready:
+            job: queue.ClaimedJob | None = self._ready.popleft()
+            self._refill = True
+            self._start()
+        else:
+            asking: asyncio.Future[queue.ClaimedJob | None] = (
+                asyncio.get_running_loop().create_future()
+            )
+            self._asking.append(asking)
+            self._start()
+            job = await asking
+        if job is not None:
+            self._handed_out[job.id] = asyncio.get_running_loop().time()
+            if len(self._handed_out) > TRACKED_JOBS:
+                self._handed_out.popitem(last=False)
+        return job
+
+    def take_back(self, job_id: uuid.UUID) -> queue.ClaimedJob | None:
+        """Remove a row claimed ahead (canceled, or its lease lost); None if not held."""
+        for job in self._ready:
+            if job.id == job_id:
+                self._ready.remove(job)
+                return job
+        return None
+
+    def stop_claiming_ahead(self) -> None:
+        """From now on claim only for slots that ask (the worker is stopping)."""
+        self._ahead = 0
+
+    async def settled(self) -> None:
+        """Wait until no statement is under way or waiting to go."""
+        while self._turns is not None and not self._turns.done():
+            await asyncio.wait({self._turns})
+
+    async def give_back_ahead(self) -> None:
+        """Put the rows claimed ahead back in the queue (once no slot asks any more)."""
+        self.stop_claiming_ahead()
+        await self.settled()
+        while self._ready:
+            await self._give_back(self._ready.popleft())
 
     async def finish(
         self, job: queue.ClaimedJob, result: Sequence[ResultLine], engine_name: str
     ) -> bool:
         """Record the result; False when the row is no longer this claim's to finish."""
-        written: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((queue.Outcome(job, result, engine_name), written))
-        if self._writing is None or self._writing.done():
-            self._writing = asyncio.create_task(self._write())
+        loop = asyncio.get_running_loop()
+        handed_out = self._handed_out.pop(job.id, None)
+        if handed_out is not None:
+            took = loop.time() - handed_out
+            typical = self._typical_seconds
+            self._typical_seconds = (
+                took if typical is None else typical + RECENT_WEIGHT * (took - typical)
+            )
+        written: asyncio.Future[bool] = loop.create_future()
+        self._results.append((queue.Outcome(job, result, engine_name), written))
+        self._start()
         return await written
 
     def write_behind(self, job: queue.ClaimedJob, write: Awaitable[object]) -> None:
@@ -124,19 +164,62 @@ class Finishes:
         if self._behind:
             await asyncio.wait(set(self._behind), timeout=timeout)
 
-    async def _write(self) -> None:
-        while self._pending:
-            await asyncio.sleep(0)  # let other slots finishing now join in
-            batch, self._pending = self._pending, []
+    def _start(self) -> None:
+        if self._turns is None or self._turns.done():
+            self._turns = asyncio.create_task(self._take_turns())
+
+    def _wanted_ahead(self) -> int:
+        typical = self._typical_seconds
+        if typical is None or typical >= self._ahead_below:
+            return 0
+        return max(0, self._ahead - len(self._ready))
+
+    async def _take_turns(self) -> None:
+        while self._asking or self._results or self._refill:
+            await asyncio.sleep(0)  # let other slots asking or finishing now join in
+            asking = [future for future in self._asking if not future.done()]
+            results, self._asking, self._results = self._results, [], []
+            self._refill = False
+            ahead = self._wanted_ahead()
+            if not asking and not results and not ahead:
+                continue
             try:
-                done = await queue.finish_many(
-                    self._pool, self._worker_id, [outcome for outcome, _ in batch]
+                exchanged = await queue.exchange(
+                    self._pool,
+                    self._worker_id,
+                    self._lease_seconds,
+                    claim=len(asking) + ahead,
+                    outcomes=[outcome for outcome, _ in results],
                 )
             except Exception as exc:
-                for _, written in batch:
-                    if not written.done():
-                        written.set_exception(exc)
+                waiting: list[asyncio.Future[Any]] = [*asking, *(w for _, w in results)]
+                for future in waiting:
+                    if not future.done():
+                        future.set_exception(exc)
                 continue
-            for outcome, written in batch:
+            for outcome, written in results:
                 if not written.done():
-                    written.set_result(outcome.job.id in done)
+                    written.set_result(outcome.job.id in exchanged.finished)
+            await self._hand_out(asking, exchanged.claimed)
+
+    async def _hand_out(
+        self, asking: list[asyncio.Future[queue.ClaimedJob | None]], jobs: list[queue.ClaimedJob]
+    ) -> None:
+        claimed = deque(jobs)
+        for future in asking:
+            if not future.done():
+                future.set_result(claimed.popleft() if claimed else None)
+        # Rows beyond the askers (or of askers that stopped waiting) wait for the next
+        # slot that asks, if claiming ahead is still wanted; otherwise they go back.
+        while claimed:
+            job = claimed.popleft()
+            if self._ahead > 0:
+                self._ready.append(job)
+            else:
+                await self._give_back(job)
+
+    async def _give_back(self, job: queue.ClaimedJob) -> None:
+        # A row nobody runs would wait for its lease to expire; this is quicker. If it
+        # fails, the lease does the same later.
+        with contextlib.suppress(Exception):
+            await queue.release(self._database, job, self._worker_id)

@@ -24,7 +24,7 @@ from db import logs, queue
 from db.errors import DatabaseUnavailableError
 from db.models import AnalysisStatus, ResultLine
 from engine import analysis
-from engine.batching import Claims, Finishes
+from engine.batching import Exchange
 from engine.metrics import WorkerMetrics
 from engine.pool import EngineStartError, Stockfish
 from engine.settings import EngineSettings
@@ -57,8 +57,7 @@ class SlotContext:
     worker_id: str
     backoff: queue.Backoff
     metrics: WorkerMetrics
-    claims: Claims
-    finishes: Finishes
+    exchange: Exchange
 
 
 class Slot:
@@ -105,7 +104,7 @@ class Slot:
         # claim and the wait is not lost.
         self._waker.clear()
         try:
-            job = await self.context.claims.next_job()
+            job = await self.context.exchange.next_job()
         except DatabaseUnavailableError as exc:
             log.warning("slot %d: cannot claim: %s", self.number, exc)
             await first_of(stop, timeout=ERROR_PAUSE_SECONDS)
@@ -210,13 +209,13 @@ class Slot:
             return
         # Written behind the slot's back: its engine goes on with the next analysis.
         duration = asyncio.get_running_loop().time() - started
-        self.context.finishes.write_behind(job, self._record_done(job, lines, duration))
+        self.context.exchange.write_behind(job, self._record_done(job, lines, duration))
 
     async def _record_done(
         self, job: queue.ClaimedJob, lines: list[ResultLine], duration: float
     ) -> None:
-        finishes, engine_name = self.context.finishes, self.engine.name
-        if await self._record(lambda: finishes.finish(job, lines, engine_name)):
+        exchange, engine_name = self.context.exchange, self.engine.name
+        if await self._record(lambda: exchange.finish(job, lines, engine_name)):
             self.context.metrics.finished.inc()
             self.context.metrics.duration.observe(duration)
             log.info("done")

@@ -1,7 +1,8 @@
 """A worker process: its identity, its slots, and the duties they share.
 
-- **Heartbeat**: every quarter lease, renew the leases of the rows the slots run; a row
-  no longer held (taken back) or asked to be canceled interrupts its slot.
+- **Heartbeat**: every quarter lease, renew the leases of the rows the slots run, whose
+  results wait to be written, or that were claimed ahead; a row no longer held (taken
+  back) or asked to be canceled interrupts its slot (or leaves the hand).
 - **Sweep**: every `sweep_interval` (with jitter), take back rows whose lease expired,
   whoever held them: re-queued with backoff, or failed once their attempts are used up.
 - **Notifications**: `analysis_queued` wakes idle slots; `analysis_cancel` interrupts
@@ -26,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import notifications, queue, workers
 from db.errors import DatabaseUnavailableError
-from engine.batching import Claims, Finishes
+from engine.batching import Exchange
 from engine.metrics import WorkerMetrics
 from engine.pool import start_engines
 from engine.settings import EngineSettings
@@ -62,8 +63,16 @@ class Worker:
         self.slots: list[Slot] = []
         self.backoff = queue.Backoff(settings.retry_base_delay, settings.retry_max_delay)
         self.metrics = WorkerMetrics()
-        self.finishes = Finishes(pool, self.id)
-        """Writes results, several per statement, without holding up the slots."""
+        self._cancels: set[asyncio.Task[None]] = set()
+        self.exchange = Exchange(
+            pool,
+            database,
+            self.id,
+            settings.lease_seconds,
+            ahead=settings.slots,
+            ahead_below=settings.claim_ahead_below,
+        )
+        """Claims rows and writes results, several per statement, for all the slots."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down gracefully."""
@@ -79,8 +88,7 @@ class Worker:
             worker_id=self.id,
             backoff=self.backoff,
             metrics=self.metrics,
-            claims=Claims(self.pool, self.database, self.id, self.settings.lease_seconds),
-            finishes=self.finishes,
+            exchange=self.exchange,
         )
         self.slots = [Slot(context, engine, number) for number, engine in enumerate(engines)]
         listener = notifications.Listener(
@@ -119,6 +127,7 @@ class Worker:
         sweep = asyncio.create_task(self._sweep(stop), name="sweep")
         try:
             await stop.wait()
+            self.exchange.stop_claiming_ahead()
             busy = sum(slot.job is not None for slot in self.slots)
             log.info(
                 "stopping: no more claims; %d analyses get %.0f s",
@@ -130,8 +139,10 @@ class Worker:
                 for slot in self.slots:
                     slot.interrupt(Interrupt.SHUTDOWN)
                 await asyncio.wait(pending, timeout=SHUTDOWN_SECONDS)
-            # Results handed to the writer are written before the leases stop.
-            await self.finishes.drain(self.settings.lease_seconds)
+            # Results handed to the writer are written before the leases stop; rows
+            # claimed ahead go back to the queue.
+            await self.exchange.drain(self.settings.lease_seconds)
+            await self.exchange.give_back_ahead()
         finally:
             for task in [*slots, heartbeat, sweep]:
                 task.cancel()
@@ -152,6 +163,24 @@ class Worker:
             return
         for slot in self.slots:
             slot.interrupt(Interrupt.CANCELED, analysis_id)
+        self._cancel_ahead(analysis_id)
+
+    def _cancel_ahead(self, analysis_id: uuid.UUID) -> None:
+        """A row claimed ahead that a client canceled: out of the hand, marked canceled."""
+        job = self.exchange.take_back(analysis_id)
+        if job is None:
+            return
+        task = asyncio.create_task(self._mark_canceled(job))
+        self._cancels.add(task)
+        task.add_done_callback(self._cancels.discard)
+
+    async def _mark_canceled(self, job: queue.ClaimedJob) -> None:
+        try:
+            if await queue.mark_canceled(self.database, job, self.id):
+                self.metrics.canceled.inc()
+        except DatabaseUnavailableError as exc:
+            # The lease runs out and the sweep finishes the cancellation.
+            log.warning("cannot mark %s canceled: %s", job.id, exc)
 
     async def _after_reconnect(self) -> None:
         # Notifications sent while the connection was down are lost: look at the queue,
@@ -175,12 +204,13 @@ class Worker:
                 await self._announce()
                 self.metrics.queue_depth.set(await queue.count_queued(self.database))
             running = {slot.job.id: slot for slot in self.slots if slot.job is not None}
-            unwritten = self.finishes.unwritten - running.keys()
+            unwritten = self.exchange.unwritten - running.keys()
+            ahead = self.exchange.claimed_ahead
             try:
                 leases = await queue.renew_leases(
                     self.database,
                     self.id,
-                    [*running, *unwritten],
+                    [*running, *unwritten, *ahead],
                     self.settings.lease_seconds,
                 )
             except DatabaseUnavailableError as exc:
@@ -193,6 +223,12 @@ class Worker:
                     slot.interrupt(Interrupt.LOST, job_id)
                 elif lease.cancel_requested:
                     slot.interrupt(Interrupt.CANCELED, job_id)
+            for job_id in ahead:
+                lease = held.get(job_id)
+                if lease is None:
+                    self.exchange.take_back(job_id)  # taken back: no longer ours to run
+                elif lease.cancel_requested:
+                    self._cancel_ahead(job_id)
 
     async def _sweep(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
