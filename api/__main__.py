@@ -8,6 +8,7 @@ import sys
 import uvicorn
 from pydantic import ValidationError
 
+from api import server
 from api.app import create_app
 from api.settings import ApiSettings
 from db import embedded, logs
@@ -15,8 +16,6 @@ from db.logs import LogSettings
 from db.settings import DatabaseSettings
 
 log = logging.getLogger("api")
-
-GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
 def main() -> int:
@@ -31,15 +30,9 @@ def main() -> int:
     app = create_app(settings, database_settings, url)
     host = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0", "::") else settings.host
     log.info("GraphiQL: http://%s:%d/graphql", host, settings.port)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        ws_per_message_deflate=settings.ws_compression,
-    )
-    return 0
+    serving = uvicorn.Server(server.config(app, settings))
+    serving.run()
+    return 0 if serving.started else 3  # 3: did not start (uvicorn's own convention)
 
 
 if __name__ == "__main__":

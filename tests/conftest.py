@@ -20,6 +20,7 @@ import pytest
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api import server as api_server
 from api.app import create_app
 from api.context import Services
 from api.settings import ApiSettings
@@ -192,9 +193,9 @@ async def start_api(database_url: str) -> AsyncIterator[ApiFactory]:
     servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
 
     async def start(**settings: Any) -> Server:
-        app = create_app(ApiSettings(**settings), DatabaseSettings(), database_url)
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
-        server = uvicorn.Server(config)
+        api_settings = ApiSettings(**{"host": "127.0.0.1", **settings})
+        app = create_app(api_settings, DatabaseSettings(), database_url)
+        server = uvicorn.Server(api_server.config(app, api_settings, port=0))
         task = asyncio.create_task(server.serve())
         servers.append((server, task))
         async with asyncio.timeout(10):
