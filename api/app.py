@@ -1,7 +1,9 @@
 """The ASGI application: FastAPI serving the GraphQL schema at /graphql.
 
 HTTP queries and mutations, WebSocket subscriptions over `graphql-transport-ws` and the
-legacy `graphql-ws`, and GraphiQL on GET /graphql from a browser.
+legacy `graphql-ws`, and GraphiQL on GET /graphql from a browser. WebSocket connections
+to /graphql go straight to their view (`api.router.WebSocketView`), past FastAPI's
+routing and the HTTP middleware, which has nothing to do for them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.subscriptions import (
     GRAPHQL_TRANSPORT_WS_PROTOCOL,
     GRAPHQL_WS_PROTOCOL,
@@ -29,7 +32,7 @@ from api.metrics import ApiMetrics
 from api.persisted_queries import PersistedQueries
 from api.protection import LimitBodySize
 from api.request_ids import RequestIds
-from api.router import Router
+from api.router import Router, WebSocketView
 from api.schema import build_schema
 from api.settings import ApiSettings
 from db.session import create_engine
@@ -37,8 +40,26 @@ from db.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
 
+GRAPHQL_PATH = "/graphql"
 
-def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: str) -> FastAPI:
+
+class App(FastAPI):
+    """FastAPI, handing WebSocket connections to /graphql to the WebSocket view."""
+
+    graphql_websockets: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "websocket"
+            and scope["path"] == GRAPHQL_PATH
+            and self.graphql_websockets is not None
+        ):
+            await self.graphql_websockets(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: str) -> App:
     """The application for the database at `url`; connections open in its lifespan."""
     services: list[Services] = []
 
@@ -73,24 +94,30 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
         return Context(services[0])
 
     metrics = ApiMetrics()
+    schema = build_schema(settings, metrics)
     graphql = Router(
-        build_schema(settings, metrics),
-        path="/graphql",
+        schema,
+        path=GRAPHQL_PATH,
         context_getter=context,
         graphql_ide="graphiql" if settings.graphiql else None,
-        subscription_protocols=(
-            GRAPHQL_TRANSPORT_WS_PROTOCOL,
-            GRAPHQL_WS_PROTOCOL,
-            MULTIPART_SUBSCRIPTION_PROTOCOL,
-        ),
+        subscription_protocols=(MULTIPART_SUBSCRIPTION_PROTOCOL,),
+    )
+    graphql.metrics = metrics
+    graphql.local_ide = settings.graphiql and ide.installed()
+    websockets = WebSocketView(
+        schema,
+        context_getter=context,
+        metrics=metrics,
+        graphql_ide=None,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
         connection_init_wait_timeout=timedelta(seconds=settings.ws_connection_init_timeout),
         keep_alive=True,
         keep_alive_interval=settings.ws_keep_alive_interval,
         max_subscriptions_per_connection=settings.ws_max_subscriptions,
+        # Pages on these origins may open subscriptions, as they may call over HTTP.
+        allowed_origins=settings.cors_origins,
     )
-    graphql.metrics = metrics
-    graphql.local_ide = settings.graphiql and ide.installed()
-    app = FastAPI(
+    app = App(
         title="Chess analysis", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
     app.include_router(graphql)
@@ -118,6 +145,7 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
     )
     app.add_middleware(LimitBodySize, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIds)
+    app.graphql_websockets = RequestIds(websockets)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

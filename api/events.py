@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Iterator
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,18 +23,52 @@ log = logging.getLogger(__name__)
 
 
 class Waiter:
-    """One subscriber's wait for one analysis."""
+    """One subscriber's wait for one analysis; registered with its hub while entered.
 
-    def __init__(self) -> None:
-        self.woken = asyncio.Event()
-        """Set when the analysis may have finished."""
+    Kept small: one lives as long as its subscription, and a process holds thousands
+    (a future while waiting rather than an `asyncio.Event` and its deque; its own
+    context manager rather than a generator's).
+    """
+
+    __slots__ = ("_future", "_id", "_registry", "_woken", "row")
+
+    def __init__(self, registry: dict[uuid.UUID, list[Waiter]], analysis_id: uuid.UUID) -> None:
+        self._registry = registry
+        self._id = analysis_id
+        self._woken = False
+        self._future: asyncio.Future[None] | None = None
         self.row: models.Analysis | None = None
         """The row as the hub read it after the notification; None: read it yourself."""
 
+    def wake(self, row: models.Analysis | None = None) -> None:
+        """The analysis may have finished; `row` is the hub's read of it, if any."""
+        self.row = row
+        self._woken = True
+        if self._future is not None and not self._future.done():
+            self._future.set_result(None)
+
+    def __enter__(self) -> Waiter:
+        # A list, not a set: an id has one waiter or a few, and a process thousands.
+        self._registry.setdefault(self._id, []).append(self)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        waiters = self._registry.get(self._id)
+        if waiters is not None:
+            with contextlib.suppress(ValueError):
+                waiters.remove(self)
+            if not waiters:
+                del self._registry[self._id]
+
     async def wait(self) -> models.Analysis | None:
         """Wait to be woken; the row the hub read for this wake-up, if any."""
-        await self.woken.wait()
-        self.woken.clear()
+        if not self._woken:
+            self._future = asyncio.get_running_loop().create_future()
+            try:
+                await self._future
+            finally:
+                self._future = None
+        self._woken = False
         row, self.row = self.row, None
         return row
 
@@ -45,7 +78,7 @@ class NotificationHub:
 
     def __init__(self, dsn: str, database: AsyncEngine, *, ping_interval: float) -> None:
         self._database = database
-        self._waiters: dict[uuid.UUID, set[Waiter]] = {}
+        self._waiters: dict[uuid.UUID, list[Waiter]] = {}
         self._due: set[uuid.UUID] = set()
         self._reading: asyncio.Task[None] | None = None
         self._listener = notifications.Listener(
@@ -78,24 +111,19 @@ class NotificationHub:
             self._reading.cancel()
         for waiters in self._waiters.values():
             for waiter in waiters:
-                waiter.woken.set()
+                waiter.wake()
 
-    @contextlib.contextmanager
-    def waiter(self, analysis_id: uuid.UUID) -> Iterator[Waiter]:
-        """A waiter woken whenever `analysis_id` may have finished; removed on exit.
+    def waiter(self, analysis_id: uuid.UUID) -> Waiter:
+        """A waiter woken whenever `analysis_id` may have finished, while entered.
 
-        Register it *before* reading the row, so a completion cannot slip in between.
+        Enter it *before* reading the row, so a completion cannot slip in between.
         """
-        waiter = Waiter()
-        self._waiters.setdefault(analysis_id, set()).add(waiter)
-        try:
-            yield waiter
-        finally:
-            waiters = self._waiters.get(analysis_id)
-            if waiters is not None:
-                waiters.discard(waiter)
-                if not waiters:
-                    del self._waiters[analysis_id]
+        return Waiter(self._waiters, analysis_id)
+
+    def look_up(self, analysis_id: uuid.UUID) -> None:
+        """Read the row of an entered waiter's analysis soon and wake the waiter with it,
+        finished or not: new subscriptions arriving together share one statement."""
+        self._wake_soon([analysis_id])
 
     def _on_notification(self, _channel: str, payload: str) -> None:
         analysis_id = notifications.parse_id_payload(payload)
@@ -122,8 +150,7 @@ class NotificationHub:
                 log.warning("reading %d finished analyses failed", len(ids), exc_info=True)
             for analysis_id in ids:
                 for waiter in self._waiters.get(analysis_id, ()):
-                    waiter.row = rows.get(analysis_id)
-                    waiter.woken.set()
+                    waiter.wake(rows.get(analysis_id))
 
     async def _recheck(self) -> None:
         finished = await queue.terminal_among(self._database, list(self._waiters))

@@ -31,13 +31,21 @@ class RequestIds:
         given = dict(scope["headers"]).get(HEADER, b"")
         request_id = given.decode() if ACCEPTABLE.match(given) else uuid.uuid4().hex
         token = logs.request_id.set(request_id)
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (HEADER, request_id.encode())]
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)
+            if scope["type"] == "http":
+                await self.app(scope, receive, _answering_with(request_id, send))
+            else:
+                await self.app(scope, receive, send)
         finally:
             logs.request_id.reset(token)
+
+
+def _answering_with(request_id: str, send: Send) -> Send:
+    """`send`, adding the request id to the response's headers."""
+
+    async def send_with_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), (HEADER, request_id.encode())]
+        await send(message)
+
+    return send_with_id

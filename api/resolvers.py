@@ -83,10 +83,14 @@ async def analysis_completed(
     """Emit the analysis once it is DONE, FAILED or CANCELED (at once if it already is)."""
     analysis_id = validation.parse_id(id)
     database = info.context.database
-    with info.context.hub.waiter(analysis_id) as waiter:
-        # Registered before the first read: a completion cannot slip in between.
-        row = await read_through_outage(database, analysis_id)
+    hub = info.context.hub
+    with hub.waiter(analysis_id) as waiter:
+        # Registered before the first read: a completion cannot slip in between. The
+        # hub reads the row (with those of other new subscriptions) and wakes us.
+        hub.look_up(analysis_id)
+        row = await waiter.wait() or await read_through_outage(database, analysis_id)
         while row is not None and not row.status.is_terminal:
+            row = None  # not held through a wait that may last minutes
             # The hub hands over the row it read for the notification, if it could.
             row = await waiter.wait() or await read_through_outage(database, analysis_id)
     if row is None:

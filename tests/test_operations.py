@@ -15,6 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 from strawberry.extensions import AddValidationRules
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+from websockets.typing import Origin, Subprotocol
 
 from api import protection
 from api.settings import ApiSettings
@@ -123,6 +126,25 @@ async def test_cors_origins_come_from_the_settings(start_api: ApiFactory) -> Non
         )
     assert allowed.headers["access-control-allow-origin"] == "https://app.example"
     assert "access-control-allow-origin" not in refused.headers
+
+
+GRAPHQL_TRANSPORT_WS = Subprotocol("graphql-transport-ws")
+
+
+async def test_pages_on_allowed_origins_may_open_subscriptions(start_api: ApiFactory) -> None:
+    # Browsers send Origin on WebSocket handshakes; the same list as for HTTP applies.
+    server = await start_api(cors_origins=["https://app.example"])
+
+    async def handshake(origin: str) -> str | None:
+        async with connect(
+            server.ws_url, subprotocols=[GRAPHQL_TRANSPORT_WS], origin=Origin(origin)
+        ) as socket:
+            return socket.subprotocol
+
+    assert await handshake("https://app.example") == GRAPHQL_TRANSPORT_WS
+    with pytest.raises(InvalidStatus) as refused:
+        await handshake("https://evil.example")
+    assert refused.value.response.status_code == 403
 
 
 # --- listings -------------------------------------------------------------------
