@@ -161,7 +161,11 @@ Index(
     Analysis.id.desc(),
 )
 # "Finished in the last minute" in queue statistics.
-Index("ix_analyses_finished_at", Analysis.finished_at)
+Index(
+    "ix_analyses_finished_at",
+    Analysis.finished_at,
+    postgresql_where=Analysis.finished_at.is_not(None),
+)
 
 
 class WorkerRow(Base):

@@ -11,9 +11,9 @@ own claim token.
 
 While the analyses run short (a shallow depth limit: a few milliseconds each), a slot
 would spend as long waiting for its next claim as its engine spends thinking. Then the
-exchange also claims a row ahead for each slot, so a slot that asks gets one at once
-while the next statement is on its way. Rows claimed ahead are held for about one short
-analysis; their leases are kept by the heartbeat like any other, a cancellation or a
+exchange also claims rows ahead, as many per slot as analyses fit in a statement's round
+trip (at least one, at most a few), so a slot that asks gets one at once while the next
+statement is on its way. Rows claimed ahead are held for a few short analyses at most; their leases are kept by the heartbeat like any other, a cancellation or a
 lost lease takes them out, and on shutdown they go straight back to the queue.
 """
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Sequence
@@ -36,7 +37,9 @@ from db.models import ResultLine
 log = logging.getLogger(__name__)
 
 RECENT_WEIGHT = 0.2
-"""Weight of the latest analysis in the running average of analysis times."""
+"""Weight of the latest figure in the running averages of analysis and statement times."""
+MOST_AHEAD_PER_SLOT = 4
+"""Rows claimed ahead per slot, at most (however short the analyses)."""
 TRACKED_JOBS = 1024
 """Hand-out times kept for the average (rows that never report a result drop out)."""
 
@@ -58,18 +61,22 @@ class Exchange:
         *,
         ahead: int = 0,
         ahead_below: float = 0.0,
+        most_ahead_per_slot: int = MOST_AHEAD_PER_SLOT,
     ) -> None:
-        """`ahead` rows are claimed ahead while analyses average under `ahead_below`
-        seconds (from hand-out to result)."""
+        """Rows are claimed ahead for `ahead` slots while analyses average under
+        `ahead_below` seconds (from hand-out to result): as many per slot as analyses fit
+        in a statement's round trip, at least one, at most `most_ahead_per_slot`."""
         self._pool = pool
         self._database = database
         self._worker_id = worker_id
         self._lease_seconds = lease_seconds
         self._ahead = ahead
         self._ahead_below = ahead_below
+        self._most_ahead_per_slot = most_ahead_per_slot
         self._ready: deque[queue.ClaimedJob] = deque()
         self._handed_out: OrderedDict[uuid.UUID, float] = OrderedDict()
         self._typical_seconds: float | None = None
+        self._round_trip_seconds = 0.0
         self._refill = False
         self._asking: list[asyncio.Future[queue.ClaimedJob | None]] = []
         self._results: list[tuple[queue.Outcome, asyncio.Future[bool]]] = []
@@ -135,9 +142,7 @@ class Exchange:
         if handed_out is not None:
             took = loop.time() - handed_out
             typical = self._typical_seconds
-            self._typical_seconds = (
-                took if typical is None else typical + RECENT_WEIGHT * (took - typical)
-            )
+            self._typical_seconds = took if typical is None else _averaged(typical, took)
         written: asyncio.Future[bool] = loop.create_future()
         self._results.append((queue.Outcome(job, result, engine_name), written))
         self._start()
@@ -169,10 +174,15 @@ class Exchange:
             self._turns = asyncio.create_task(self._take_turns())
 
     def _wanted_ahead(self) -> int:
+        """Enough rows for each slot to keep busy while the next statement is on its way:
+        one per analysis that fits in a round trip, at least one, at most a few."""
         typical = self._typical_seconds
         if typical is None or typical >= self._ahead_below:
             return 0
-        return max(0, self._ahead - len(self._ready))
+        most = self._most_ahead_per_slot
+        fit = self._round_trip_seconds / typical if typical > 0 else most
+        per_slot = max(1, min(most, math.ceil(fit)))
+        return max(0, self._ahead * per_slot - len(self._ready))
 
     async def _take_turns(self) -> None:
         while self._asking or self._results or self._refill:
@@ -183,6 +193,7 @@ class Exchange:
             ahead = self._wanted_ahead()
             if not asking and not results and not ahead:
                 continue
+            sent = asyncio.get_running_loop().time()
             try:
                 exchanged = await queue.exchange(
                     self._pool,
@@ -197,6 +208,8 @@ class Exchange:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            took = asyncio.get_running_loop().time() - sent
+            self._round_trip_seconds = _averaged(self._round_trip_seconds, took)
             for outcome, written in results:
                 if not written.done():
                     written.set_result(outcome.job.id in exchanged.finished)
@@ -223,3 +236,7 @@ class Exchange:
         # fails, the lease does the same later.
         with contextlib.suppress(Exception):
             await queue.release(self._database, job, self._worker_id)
+
+
+def _averaged(average: float, latest: float) -> float:
+    return average + RECENT_WEIGHT * (latest - average)

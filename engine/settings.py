@@ -49,8 +49,9 @@ class EngineSettings(BaseSettings):
     start_timeout: float = Field(default=10.0, gt=0, le=120)
     """Seconds an engine may take to start and answer `uci`."""
     claim_ahead_below: float = Field(default=0.05, ge=0, le=10)
-    """While this worker's analyses average under this many seconds, it claims a row
-    ahead for each slot, so engines do not wait for a claim's round trip; 0: never."""
+    """While this worker's analyses average under this many seconds, it claims rows
+    ahead (one to four per slot), so engines do not wait for a claim's round trip;
+    0: never."""
 
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """Serve Prometheus metrics on this port (unset: no metrics server)."""

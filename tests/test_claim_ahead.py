@@ -62,7 +62,9 @@ async def test_rows_are_claimed_ahead_only_while_analyses_run_short(
     database: AsyncEngine, pool: asyncpg.Pool
 ) -> None:
     rows = [await store(database, request()) for _ in range(6)]
-    exchange = Exchange(pool, database, "w", LEASE, ahead=2, ahead_below=60.0)
+    exchange = Exchange(
+        pool, database, "w", LEASE, ahead=2, ahead_below=60.0, most_ahead_per_slot=1
+    )
     first = await exchange.next_job()
     assert first is not None
     assert exchange.claimed_ahead == set(), "nothing is known of analysis times yet"
@@ -91,6 +93,22 @@ async def test_rows_are_claimed_ahead_only_while_analyses_run_short(
     assert taken is None, "a row never claimed is not in the hand"
 
 
+async def test_the_shorter_the_analyses_the_more_rows_ahead_up_to_a_bound(
+    database: AsyncEngine, pool: asyncpg.Pool
+) -> None:
+    for _ in range(20):
+        await store(database, request())
+    exchange = Exchange(
+        pool, database, "w", LEASE, ahead=2, ahead_below=60.0, most_ahead_per_slot=4
+    )
+    for _ in range(3):
+        job = await exchange.next_job()
+        assert job is not None
+        assert await exchange.finish(job, [LINE], "x")  # at once: far under a round trip
+        await exchange.settled()
+        assert 2 <= len(exchange.claimed_ahead) <= 2 * 4
+
+
 async def test_no_row_is_claimed_ahead_when_analyses_run_long(
     database: AsyncEngine, pool: asyncpg.Pool
 ) -> None:
@@ -104,35 +122,34 @@ async def test_no_row_is_claimed_ahead_when_analyses_run_long(
         assert exchange.claimed_ahead == set()
 
 
-async def test_a_worker_cancels_and_gives_back_rows_it_claimed_ahead(
+async def test_a_worker_cancels_a_row_it_claimed_ahead(
     database: AsyncEngine, pool: asyncpg.Pool, database_url: str, stockfish: Path
 ) -> None:
     quick = await store(database, request(depth=1))
     long = await store(database, request(chess.STARTING_FEN, time_limit=30.0))
-    ahead = [await store(database, request(depth=1)) for _ in range(2)]
+    ahead = await store(database, request(depth=1))
     settings = EngineSettings(
         slots=1, poll_interval=300.0, grace_seconds=0.2, claim_ahead_below=5.0
     )
-    # One slot: the quick analysis first; then the long one, with one row claimed ahead.
+    # One slot: the quick analysis first; then the long one, with the last row ahead.
     worker = Worker(settings, database, pool, database_url, stockfish)
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
     try:
         assert (await wait_terminal(database, quick)).status is AnalysisStatus.DONE
         async with asyncio.timeout(10):
-            while worker.exchange.claimed_ahead != {ahead[0].id}:
+            while worker.exchange.claimed_ahead != {ahead.id}:
                 await asyncio.sleep(0.01)
         assert worker.slots[0].job is not None and worker.slots[0].job.id == long.id
 
-        await queue.request_cancel(database, ahead[0].id)  # NOTIFY reaches the worker
-        canceled = await wait_terminal(database, ahead[0], timeout=5)
+        await queue.request_cancel(database, ahead.id)  # NOTIFY reaches the worker
+        canceled = await wait_terminal(database, ahead, timeout=5)
         assert canceled.status is AnalysisStatus.CANCELED
         assert worker.exchange.claimed_ahead == set()
-        assert await status_of(database, ahead[1].id) == (AnalysisStatus.QUEUED, 0)
     finally:
         stop.set()
         await asyncio.wait_for(running, 30)
-    # On shutdown the running row went back too, its claim not counted.
+    # On shutdown the running row went back, its claim not counted.
     assert await status_of(database, long.id) == (AnalysisStatus.QUEUED, 0)
 
 
