@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -12,7 +14,7 @@ import chess
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import queue
-from db.models import AnalysisStatus, ResultLine
+from db.models import Analysis, AnalysisStatus, ResultLine
 from engine.batching import Exchange
 from engine.settings import EngineSettings
 from engine.worker import Worker
@@ -122,16 +124,27 @@ async def test_no_row_is_claimed_ahead_when_analyses_run_long(
         assert exchange.claimed_ahead == set()
 
 
-async def test_a_worker_cancels_a_row_it_claimed_ahead(
+@dataclasses.dataclass(frozen=True)
+class Holding:
+    """A one-slot worker running a long analysis with one row claimed ahead."""
+
+    worker: Worker
+    long: Analysis
+    ahead: Analysis
+
+
+@contextlib.asynccontextmanager
+async def holding_a_row_ahead(
     database: AsyncEngine, pool: asyncpg.Pool, database_url: str, stockfish: Path
-) -> None:
+) -> AsyncIterator[Holding]:
+    """The quick analysis first (so analyses look short), then the long one, with the
+    last row claimed ahead; the worker is stopped on exit."""
     quick = await store(database, request(depth=1))
     long = await store(database, request(chess.STARTING_FEN, time_limit=30.0))
     ahead = await store(database, request(depth=1))
     settings = EngineSettings(
         slots=1, poll_interval=300.0, grace_seconds=0.2, claim_ahead_below=5.0
     )
-    # One slot: the quick analysis first; then the long one, with the last row ahead.
     worker = Worker(settings, database, pool, database_url, stockfish)
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
@@ -141,37 +154,28 @@ async def test_a_worker_cancels_a_row_it_claimed_ahead(
             while worker.exchange.claimed_ahead != {ahead.id}:
                 await asyncio.sleep(0.01)
         assert worker.slots[0].job is not None and worker.slots[0].job.id == long.id
-
-        await queue.request_cancel(database, ahead.id)  # NOTIFY reaches the worker
-        canceled = await wait_terminal(database, ahead, timeout=5)
-        assert canceled.status is AnalysisStatus.CANCELED
-        assert worker.exchange.claimed_ahead == set()
+        yield Holding(worker, long, ahead)
     finally:
         stop.set()
         await asyncio.wait_for(running, 30)
+
+
+async def test_a_worker_cancels_a_row_it_claimed_ahead(
+    database: AsyncEngine, pool: asyncpg.Pool, database_url: str, stockfish: Path
+) -> None:
+    async with holding_a_row_ahead(database, pool, database_url, stockfish) as held:
+        await queue.request_cancel(database, held.ahead.id)  # NOTIFY reaches the worker
+        canceled = await wait_terminal(database, held.ahead, timeout=5)
+        assert canceled.status is AnalysisStatus.CANCELED
+        assert held.worker.exchange.claimed_ahead == set()
     # On shutdown the running row went back, its claim not counted.
-    assert await status_of(database, long.id) == (AnalysisStatus.QUEUED, 0)
+    assert await status_of(database, held.long.id) == (AnalysisStatus.QUEUED, 0)
 
 
 async def test_a_stopping_worker_puts_rows_claimed_ahead_back(
     database: AsyncEngine, pool: asyncpg.Pool, database_url: str, stockfish: Path
 ) -> None:
-    quick = await store(database, request(depth=1))
-    long = await store(database, request(chess.STARTING_FEN, time_limit=30.0))
-    ahead = await store(database, request(depth=1))
-    settings = EngineSettings(
-        slots=1, poll_interval=300.0, grace_seconds=0.2, claim_ahead_below=5.0
-    )
-    worker = Worker(settings, database, pool, database_url, stockfish)
-    stop = asyncio.Event()
-    running = asyncio.create_task(worker.run(stop))
-    try:
-        assert (await wait_terminal(database, quick)).status is AnalysisStatus.DONE
-        async with asyncio.timeout(10):
-            while worker.exchange.claimed_ahead != {ahead.id}:
-                await asyncio.sleep(0.01)
-    finally:
-        stop.set()
-        await asyncio.wait_for(running, 30)
-    for row in (long, ahead):
+    async with holding_a_row_ahead(database, pool, database_url, stockfish) as held:
+        pass
+    for row in (held.long, held.ahead):
         assert await status_of(database, row.id) == (AnalysisStatus.QUEUED, 0)
