@@ -13,8 +13,9 @@ While the analyses run short (a shallow depth limit: a few milliseconds each), a
 would spend as long waiting for its next claim as its engine spends thinking. Then the
 exchange also claims rows ahead, as many per slot as analyses fit in a statement's round
 trip (at least one, at most a few), so a slot that asks gets one at once while the next
-statement is on its way. Rows claimed ahead are held for a few short analyses at most; their leases are kept by the heartbeat like any other, a cancellation or a
-lost lease takes them out, and on shutdown they go straight back to the queue.
+statement is on its way. Rows claimed ahead are held for a few short analyses at most;
+their leases are kept by the heartbeat like any other, a cancellation or a lost lease
+takes them out, and on shutdown they go straight back to the queue.
 """
 
 from __future__ import annotations
