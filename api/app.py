@@ -102,7 +102,6 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
         graphql_ide="graphiql" if settings.graphiql else None,
         subscription_protocols=(MULTIPART_SUBSCRIPTION_PROTOCOL,),
     )
-    graphql.metrics = metrics
     graphql.local_ide = settings.graphiql and ide.installed()
     websockets = WebSocketView(
         schema,

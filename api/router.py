@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -42,18 +42,22 @@ INIT_TIMEOUT_CLOSE_CODE = 4408
 """The close code graphql-transport-ws uses for a missing `connection_init`."""
 
 
-@contextlib.contextmanager
-def counted(view: Any) -> Iterator[None]:
-    """Count the connection in the `websocket_connections` gauge while it is open."""
-    metrics: ApiMetrics | None = getattr(view, "metrics", None)
-    if metrics is None:
-        yield
-        return
-    metrics.websockets.inc()
-    try:
-        yield
-    finally:
-        metrics.websockets.dec()
+class Counted:
+    """Counts a connection in the `websocket_connections` gauge while entered (a plain
+    object, not a generator: it lives as long as the connection)."""
+
+    __slots__ = ("_metrics",)
+
+    def __init__(self, view: Any) -> None:
+        self._metrics: ApiMetrics | None = getattr(view, "metrics", None)
+
+    def __enter__(self) -> None:
+        if self._metrics is not None:
+            self._metrics.websockets.inc()
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._metrics is not None:
+            self._metrics.websockets.dec()
 
 
 class LegacyHandler(BaseGraphQLWSHandler[Context, None]):
@@ -62,7 +66,7 @@ class LegacyHandler(BaseGraphQLWSHandler[Context, None]):
     async def handle(self) -> None:
         deadline = asyncio.create_task(self._close_unless_initialised())
         try:
-            with counted(self.view):
+            with Counted(self.view):
                 await super().handle()
         finally:
             deadline.cancel()
@@ -89,16 +93,8 @@ class TransportHandler(BaseGraphQLTransportWSHandler[Context, None]):
     _sending_ping: asyncio.Task[None] | None = None
 
     async def handle(self) -> None:
-        # Counted inline: a context manager's generator would live as long as the
-        # connection.
-        metrics: ApiMetrics | None = getattr(self.view, "metrics", None)
-        if metrics is not None:
-            metrics.websockets.inc()
-        try:
+        with Counted(self.view):
             await super().handle()
-        finally:
-            if metrics is not None:
-                metrics.websockets.dec()
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
@@ -185,5 +181,3 @@ class Router(GraphQLRouter[Context, None]):
             return ide.page()
         html: str = super().graphql_ide_html
         return html
-
-    metrics: ApiMetrics | None = None
