@@ -86,6 +86,6 @@ schema: setup
 	$(BIN)/python -m api.schema > api/schema.graphql
 
 clean:
-	-$(BIN)/python -m db.embedded stop
+	-$(BIN)/python -m tooling.embedded_postgres stop
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache
 	rm -rf $(IDE_ASSETS)/node_modules $(CLIENTS)/node_modules $(CLIENTS)/screenshots

@@ -10,8 +10,9 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from db import embedded, models
+from db import models
 from db.settings import DatabaseSettings, sqlalchemy_url
+from tooling import embedded_postgres
 
 config = context.config
 target_metadata = models.Base.metadata
@@ -22,7 +23,7 @@ def database_url() -> str:
     if configured:
         return configured
     settings = DatabaseSettings()
-    return embedded.resolve_url(settings.url, settings.data_dir)
+    return embedded_postgres.resolve_url(settings.url, settings.data_dir)
 
 
 def run_migrations_offline() -> None:

@@ -11,9 +11,9 @@ from pydantic import ValidationError
 from api import server
 from api.app import create_app
 from api.settings import ApiSettings
-from db import embedded, logs
-from db.logs import LogSettings
-from db.settings import DatabaseSettings
+from db.settings import MISSING_URL, DatabaseSettings
+from runtime import logs
+from runtime.logs import LogSettings
 
 log = logging.getLogger("api")
 
@@ -26,7 +26,10 @@ def main() -> int:
     except ValidationError as exc:
         log.error("invalid setting: %s", exc)
         return 2
-    url = embedded.resolve_url(database_settings.url, database_settings.data_dir)
+    url = database_settings.url
+    if not url:
+        log.error(MISSING_URL)
+        return 2
     app = create_app(settings, database_settings, url)
     host = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0", "::") else settings.host
     log.info("GraphiQL: http://%s:%d/graphql", host, settings.port)

@@ -19,8 +19,8 @@ from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import MaskErrors
 from strawberry.types import ExecutionContext
 
-from db import logs
 from db.errors import DatabaseUnavailableError
+from runtime import logs
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,14 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from db import logs
+from runtime import logs
 
 HEADER = b"x-request-id"
 ACCEPTABLE = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 
 
 class RequestIds:
-    """ASGI middleware that sets `db.logs.request_id` for the request's lifetime."""
+    """ASGI middleware that sets `runtime.logs.request_id` for the request's lifetime."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

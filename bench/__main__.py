@@ -24,8 +24,9 @@ from typing import Any
 
 from bench import end_to_end, engine_efficiency, fanout, queue_throughput, submit_load
 from bench.databases import scratch, server_facts
-from db import embedded, migrations
+from db import migrations
 from db.settings import DatabaseSettings
+from tooling import embedded_postgres
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -50,7 +51,7 @@ def record(value: Any) -> Any:
 
 async def main(arguments: argparse.Namespace) -> int:
     settings = DatabaseSettings()
-    with embedded.serving(settings.url, settings.data_dir) as server_url:
+    with embedded_postgres.serving(settings.url, settings.data_dir) as server_url:
         return await run_all(arguments, server_url)
 
 

@@ -12,7 +12,9 @@ from sqlalchemy.engine import make_url
 class DatabaseSettings(BaseSettings):
     """Where PostgreSQL is and how many connections a process may hold.
 
-    `DATABASE_URL` unset means the embedded server under `DB_DATA_DIR` (see `db.embedded`).
+    The API and the worker need `DATABASE_URL`; the tools that set up a machine
+    (`make run`, the tests, the benchmarks, `chess-analysis-migrate`) start the embedded
+    server under `DB_DATA_DIR` when it is unset (see `tooling.embedded_postgres`).
     """
 
     model_config = SettingsConfigDict(env_prefix="DB_", extra="ignore")
@@ -27,6 +29,14 @@ class DatabaseSettings(BaseSettings):
     """Connections a process may open beyond `pool_size` under load."""
     connect_timeout: float = Field(default=5.0, gt=0, le=60)
     """Seconds to wait for a new connection before the request fails."""
+
+
+MISSING_URL = (
+    "DATABASE_URL is not set: point it at PostgreSQL (postgresql://user:password@host/db). "
+    "`make run` starts an embedded server and sets it; `chess-analysis-postgres start` "
+    "starts one and prints its URL."
+)
+"""What the API and the worker say when they have no database to connect to."""
 
 
 def asyncpg_dsn(url: str) -> str:

@@ -10,13 +10,13 @@ import sys
 import asyncpg
 from pydantic import ValidationError
 
-from db import embedded, logs
-from db.logs import LogSettings
 from db.session import create_engine, create_pool
-from db.settings import DatabaseSettings
+from db.settings import MISSING_URL, DatabaseSettings
 from engine.pool import EngineStartError
 from engine.settings import EngineSettings, find_stockfish
 from engine.worker import Worker
+from runtime import logs
+from runtime.logs import LogSettings
 
 log = logging.getLogger("engine")
 
@@ -31,7 +31,10 @@ async def serve(engine_settings: EngineSettings, database_settings: DatabaseSett
             engine_settings.stockfish_path or "stockfish on PATH and in /usr/games",
         )
         return 2
-    url = embedded.resolve_url(database_settings.url, database_settings.data_dir)
+    url = database_settings.url
+    if not url:
+        log.error(MISSING_URL)
+        return 2
     database = create_engine(database_settings, url, application_name="chess-analysis-worker")
     try:
         queue_pool = await create_pool(

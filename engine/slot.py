@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import chess.engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import logs, queue
+from db import queue
 from db.errors import DatabaseUnavailableError
 from db.models import AnalysisStatus, ResultLine
 from engine import analysis
@@ -28,6 +28,7 @@ from engine.batching import Exchange
 from engine.metrics import WorkerMetrics
 from engine.pool import EngineStartError, Stockfish
 from engine.settings import EngineSettings
+from runtime import logs
 
 log = logging.getLogger(__name__)
 

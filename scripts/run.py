@@ -17,8 +17,10 @@ import time
 from types import FrameType
 
 from api.settings import ApiSettings
-from db import embedded, logs, migrations
+from db import migrations
 from db.settings import DatabaseSettings
+from runtime import logs
+from tooling import embedded_postgres
 
 STOP_TIMEOUT_SECONDS = 30
 log = logging.getLogger("run")
@@ -29,7 +31,7 @@ def main() -> int:
     os.environ.setdefault("LOG_FORMAT", "text")
     logs.configure(logs.LogSettings())
     database_settings = DatabaseSettings()
-    with embedded.serving(database_settings.url, database_settings.data_dir) as url:
+    with embedded_postgres.serving(database_settings.url, database_settings.data_dir) as url:
         if not database_settings.url:  # a configured URL may hold a password: not logged
             log.info("embedded PostgreSQL: %s", url)
         return serve(url)

@@ -24,11 +24,13 @@ from api import server as api_server
 from api.app import create_app
 from api.context import Services
 from api.settings import ApiSettings
-from db import embedded, logs, migrations
+from db import migrations
 from db.session import create_engine, create_pool
 from db.settings import DatabaseSettings, asyncpg_dsn, with_database
 from engine.settings import EngineSettings, find_stockfish
 from engine.worker import Worker
+from runtime import logs
+from tooling import embedded_postgres
 
 REFERENCE_FEN = "8/8/6P1/4R3/8/6k1/2r5/6K1 b - - 0 1"
 """Black mates in two: 1… Rc1+ 2. Re1 Rxe1#."""
@@ -40,7 +42,7 @@ logs.add_ids_to_records()
 def server_url() -> Iterator[str]:
     """A URL of the server's maintenance database."""
     settings = DatabaseSettings()
-    with embedded.serving(settings.url, settings.data_dir) as url:
+    with embedded_postgres.serving(settings.url, settings.data_dir) as url:
         yield url
 
 

@@ -26,11 +26,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from db import embedded, notifications, queue
+from db import notifications, queue
 from db.models import AnalysisStatus
 from db.settings import DatabaseSettings
 from tests.graphql_client import COMPLETED, SUBMIT, post, submit, subscribe_transport_ws
 from tests.processes import Process, Processes
+from tooling import embedded_postgres
 
 # Shorter than the defaults (8 s lease, 1 s sweep, 0.5 s first retry) to keep the suite
 # quick; FAULT_TEST_DEFAULTS=1 runs the fault tests with the shipped defaults instead.
@@ -200,7 +201,7 @@ async def test_restart_postgres_while_subscribers_wait_and_workers_run(
 
     data_dir = DatabaseSettings().data_dir
     down_at = time.monotonic()
-    embedded.stop(data_dir, mode="fast")
+    embedded_postgres.stop(data_dir, mode="fast")
     # While the database is down, requests fail at once with a clear code.
     asked = time.monotonic()
     body = await post(http_url(port), SUBMIT, {"input": {"fen": chess.STARTING_FEN}})
@@ -212,7 +213,7 @@ async def test_restart_postgres_while_subscribers_wait_and_workers_run(
         assert not_ready.status_code == 503
         assert (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
     await asyncio.sleep(2)  # an outage long enough for every component to notice
-    embedded.ensure_running(data_dir)
+    embedded_postgres.ensure_running(data_dir)
     up_at = time.monotonic()
 
     results = await asyncio.wait_for(asyncio.gather(*subscribers), 120)

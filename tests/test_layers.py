@@ -1,4 +1,6 @@
-"""The package direction holds: db imports neither api nor engine; api and engine are apart."""
+"""The package direction holds: db imports neither api nor engine; api and engine are apart;
+what every process shares at run time (`runtime`) stands below both; the tools that set up
+a machine (`tooling`) are imported by neither."""
 
 from __future__ import annotations
 
@@ -8,7 +10,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FORBIDDEN = {"db": {"api", "engine"}, "api": {"engine"}, "engine": {"api"}}
+FORBIDDEN = {
+    "db": {"api", "engine", "runtime", "tooling"},
+    "runtime": {"api", "engine", "tooling"},
+    "api": {"engine", "tooling"},
+    "engine": {"api", "tooling"},
+    "tooling": {"api", "engine"},
+}
 
 
 def imported_packages(path: Path) -> set[str]:

@@ -14,9 +14,10 @@ from prometheus_client import generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import logs, queue, workers
+from db import queue, workers
 from db.models import ResultLine
 from engine.worker import Worker
+from runtime import logs
 from tests.conftest import REFERENCE_FEN, Server, WorkerFactory
 from tests.graphql_client import COMPLETED, SUBMIT, post, submit, subscribe_transport_ws
 from tests.rows import store, wait_terminal

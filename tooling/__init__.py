@@ -1,0 +1,1 @@
+"""Tools that set up a machine for the service: the embedded PostgreSQL server."""
