@@ -36,6 +36,27 @@ class EngineSettings(BaseSettings):
     about one lease (plus one sweep interval)."""
     sweep_interval: float = Field(default=1.0, gt=0, le=300)
     """Seconds between looks for rows whose lease expired (any worker takes them back)."""
+    retention_days: float = Field(
+        default=30,
+        ge=0,
+        le=36500,
+        validation_alias=AliasChoices("RETENTION_DAYS", "ENGINE_RETENTION_DAYS"),
+    )
+    """Finished analyses (done, failed, canceled) older than this many days are deleted
+    by the sweep, a batch at a time; 0: kept for ever."""
+    persisted_query_days: float = Field(
+        default=30,
+        ge=0,
+        le=36500,
+        validation_alias=AliasChoices("PERSISTED_QUERY_DAYS", "ENGINE_PERSISTED_QUERY_DAYS"),
+    )
+    """Persisted GraphQL documents stored more than this many days ago are deleted by the
+    sweep; 0: kept for ever. Expiry is cheap: a client whose hash is gone is answered
+    PERSISTED_QUERY_NOT_FOUND and Apollo's link registers the document again, one extra
+    round trip; so 30 days keeps the table to the documents clients still send."""
+    retention_batch: int = Field(default=500, ge=1, le=100_000)
+    """Rows deleted per retention statement: each batch is one short transaction, so
+    deleting never holds many row locks at once."""
     retry_base_delay: float = Field(default=0.5, ge=0, le=600)
     """First retry waits about this long; each further one twice as long (with jitter)."""
     retry_max_delay: float = Field(default=60.0, ge=0, le=3600)
