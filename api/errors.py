@@ -19,7 +19,7 @@ from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import MaskErrors
 from strawberry.types import ExecutionContext
 
-from db.errors import DatabaseUnavailableError
+from db.errors import TransientDatabaseError
 from runtime import logs
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def client_error(error: GraphQLError) -> ClientError | None:
     cause = error.original_error
     if isinstance(cause, ClientError):
         return cause
-    if isinstance(cause, DatabaseUnavailableError):
+    if isinstance(cause, TransientDatabaseError):
         return ServiceUnavailableError("the database is unavailable; retry shortly")
     return None
 

@@ -17,7 +17,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import models, notifications, queue
+from db import models, notifications, submissions
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class NotificationHub:
             ids, self._due = [i for i in self._due if i in self._waiters], set()
             rows: dict[uuid.UUID, models.Analysis] = {}
             try:
-                rows = {row.id: row for row in await queue.get_many(self._database, ids)}
+                rows = {row.id: row for row in await submissions.get_many(self._database, ids)}
             except Exception:
                 # The waiters read their rows themselves, riding out an outage.
                 log.warning("reading %d finished analyses failed", len(ids), exc_info=True)
@@ -153,6 +153,6 @@ class NotificationHub:
                     waiter.wake(rows.get(analysis_id))
 
     async def _recheck(self) -> None:
-        finished = await queue.terminal_among(self._database, list(self._waiters))
+        finished = await submissions.terminal_among(self._database, list(self._waiters))
         if finished:
             self._wake_soon(list(finished))

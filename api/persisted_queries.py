@@ -18,7 +18,7 @@ from collections import OrderedDict
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import persisted_queries
-from db.errors import DatabaseUnavailableError
+from db.errors import TransientDatabaseError
 
 
 def sha256(query: str) -> str:
@@ -47,7 +47,7 @@ class PersistedQueries:
             return None
         try:
             query = await persisted_queries.find(self._database, sha256_hash)
-        except DatabaseUnavailableError:
+        except TransientDatabaseError:
             return None  # the client then sends the document itself
         if query is not None:
             self._remember(sha256_hash, query)
@@ -58,7 +58,7 @@ class PersistedQueries:
         self._remember(sha256_hash, query)
         if self._database is not None:
             # If the database is away, the document is known here; others ask the client.
-            with contextlib.suppress(DatabaseUnavailableError):
+            with contextlib.suppress(TransientDatabaseError):
                 await persisted_queries.save(self._database, sha256_hash, query)
 
     def _remember(self, sha256_hash: str, query: str) -> None:

@@ -1,4 +1,4 @@
-"""What each GraphQL field does: validate, then call `db.queue`."""
+"""What each GraphQL field does: validate, then call `db.submissions` (or `db.insight`)."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from api.types import (
     SubmitAnalysisInput,
     WorkerStatus,
 )
-from db import insight, models, queue
-from db.errors import DatabaseUnavailableError
+from db import insight, models, submissions
+from db.errors import TransientDatabaseError
 
 OUTAGE_RETRY_MIN_SECONDS = 0.2
 OUTAGE_RETRY_MAX_SECONDS = 5.0
@@ -34,7 +34,7 @@ OUTAGE_RETRY_MAX_SECONDS = 5.0
 
 async def analysis(info: ResolverInfo, id: strawberry.ID) -> Analysis | None:
     """The analysis with this id; null when there is none."""
-    row = await queue.get(info.context.database, validation.parse_id(id))
+    row = await submissions.get(info.context.database, validation.parse_id(id))
     return None if row is None else Analysis.from_model(row)
 
 
@@ -53,7 +53,7 @@ async def submit_analysis(info: ResolverInfo, input: SubmitAnalysisInput) -> Ana
         info.context.limits,
     )
     request = dataclasses.replace(request, max_attempts=settings.max_attempts)
-    row = await queue.enqueue(info.context.database, request, max_queued=settings.max_queued)
+    row = await submissions.enqueue(info.context.database, request, max_queued=settings.max_queued)
     if row is None:
         raise QueueFullError(settings.max_queued, settings.queue_full_retry_after)
     info.context.metrics.submit.observe(time.perf_counter() - started)
@@ -66,13 +66,13 @@ async def cancel_analysis(info: ResolverInfo, id: strawberry.ID) -> Analysis:
     analysis_id = validation.parse_id(id)
     database = info.context.database
     with info.context.hub.waiter(analysis_id) as waiter:
-        row = await queue.request_cancel(database, analysis_id)
+        row = await submissions.request_cancel(database, analysis_id)
         if row is None:
             raise NotFoundError(f"no analysis with id {analysis_id}")
         if not row.status.is_terminal:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter.wait(), info.context.settings.cancel_wait)
-            row = await queue.get(database, analysis_id) or row
+            row = await submissions.get(database, analysis_id) or row
     return Analysis.from_model(row)
 
 
@@ -107,8 +107,8 @@ async def read_through_outage(
     delay = OUTAGE_RETRY_MIN_SECONDS
     while True:
         try:
-            return await queue.get(database, analysis_id)
-        except DatabaseUnavailableError:
+            return await submissions.get(database, analysis_id)
+        except TransientDatabaseError:
             await asyncio.sleep(delay)
             delay = min(delay * 2, OUTAGE_RETRY_MAX_SECONDS)
 

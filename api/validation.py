@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import chess
 
 from api.errors import BadUserInputError
-from db.queue import NewAnalysis
+from db.submissions import NewAnalysis
 
 MAX_FEN_LENGTH = 120
 """A legal FEN is under 90 characters; anything much longer is refused unread."""

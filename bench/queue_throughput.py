@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from bench.databases import scratch
-from db import migrations, queue
+from db import claims, migrations, submissions
 from db.models import ResultLine
 from db.session import create_engine, create_pool
 from db.settings import DatabaseSettings, asyncpg_dsn
@@ -46,7 +46,7 @@ async def ours(server_url: str, jobs: int, workers: int) -> Throughput:
         pool = await create_pool(settings, url, application_name="bench")
         try:
             started = time.perf_counter()
-            request = queue.NewAnalysis(FEN, 1, 0.1, None)
+            request = submissions.NewAnalysis(FEN, 1, 0.1, None)
             async with database.begin() as connection:
                 # One statement for the batch, as a bulk import would do it.
                 await connection.exec_driver_sql(
@@ -60,9 +60,9 @@ async def ours(server_url: str, jobs: int, workers: int) -> Throughput:
             worker_id = "bench-worker"
             exchange = batching.Exchange(
                 pool,
-                database,
                 worker_id,
                 lease_seconds=30,
+                backoff=claims.NO_BACKOFF,
                 ahead=workers,
                 ahead_below=EngineSettings().claim_ahead_below,
             )
@@ -71,7 +71,10 @@ async def ours(server_url: str, jobs: int, workers: int) -> Throughput:
                 done = 0
                 while (job := await exchange.next_job()) is not None:
                     # As a slot does: the result is written behind, the slot goes on.
-                    exchange.write_behind(job, exchange.finish(job, NO_OP_RESULT, "no-op"))
+                    done_outcome = claims.Outcome.of(
+                        job, worker_id, claims.Ending.DONE, result=NO_OP_RESULT, engine_name="no-op"
+                    )
+                    exchange.end_behind(done_outcome, lambda _status: None)
                     done += 1
                 return done
 

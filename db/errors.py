@@ -1,9 +1,13 @@
 """The errors `db` raises; the only module that knows the driver's exceptions.
 
     DatabaseError
-    └── DatabaseUnavailableError   the server cannot be reached (down, restarting, refused)
+    └── TransientDatabaseError      the same call may succeed later: a failover, a
+        │                           canceled query, a deadlock, a session timed out
+        └── DatabaseUnavailableError  the server cannot be reached (down, restarting, refused)
 
-Callers above `db` catch these, never asyncpg's or SQLAlchemy's own.
+Callers above `db` catch these, never asyncpg's or SQLAlchemy's own. Anything else a
+statement raises is a bug (a wrong statement, a schema that does not match) and goes up
+as it is.
 """
 
 from __future__ import annotations
@@ -23,45 +27,97 @@ class DatabaseError(Exception):
     """Base of every error raised by `db`."""
 
 
-class DatabaseUnavailableError(DatabaseError):
-    """PostgreSQL cannot be reached right now; the same call may succeed later."""
+class TransientDatabaseError(DatabaseError):
+    """The statement failed for a reason of the moment; the same call may succeed later."""
 
 
-UNAVAILABLE = (
-    OSError,
+class DatabaseUnavailableError(TransientDatabaseError):
+    """PostgreSQL cannot be reached right now."""
+
+
+UNREACHABLE = (
+    OSError,  # connection refused or reset, no route, the socket is gone
     TimeoutError,
-    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.InterfaceError,  # the driver's connection is closed
     asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.InterfaceError,
 )
+
+UNREACHABLE_STATES = frozenset(
+    {
+        "57P01",  # admin_shutdown: the server is stopping
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now: starting up or shutting down
+        "53300",  # too_many_connections
+    }
+)
+"""SQLSTATEs that mean the server cannot serve this connection now."""
+
+TRANSIENT_STATES = frozenset(
+    {
+        "25006",  # read_only_sql_transaction: a standby, or a primary during failover
+        "57014",  # query_canceled: statement_timeout, pg_cancel_backend
+        "40P01",  # deadlock_detected
+        "40001",  # serialization_failure
+        "55P03",  # lock_not_available: lock_timeout
+        "57P05",  # idle_session_timeout
+        "25P03",  # idle_in_transaction_session_timeout
+    }
+)
+"""SQLSTATEs after which the same statement may well succeed if tried again."""
+
+
+def _driver_error(exc: BaseException) -> BaseException:
+    """The driver's own exception inside a SQLAlchemy one (or `exc` itself)."""
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.orig is not None:
+        return exc.orig.__cause__ or exc.orig
+    return exc
 
 
 def is_unavailable(exc: BaseException) -> bool:
     """True when `exc` (a driver or SQLAlchemy error) means the server cannot be reached."""
-    if isinstance(exc, sqlalchemy.exc.DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        return exc.orig is not None and is_unavailable(exc.orig.__cause__ or exc.orig)
+    if isinstance(exc, DatabaseUnavailableError):
+        return True
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
     if isinstance(exc, sqlalchemy.exc.InterfaceError | sqlalchemy.exc.TimeoutError):
         return True
-    return isinstance(exc, UNAVAILABLE)
+    cause = _driver_error(exc)
+    if isinstance(cause, UNREACHABLE):
+        return True
+    state = getattr(cause, "sqlstate", None)
+    return state in UNREACHABLE_STATES or (isinstance(state, str) and state.startswith("08"))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when the call that raised `exc` may succeed if made again later."""
+    if isinstance(exc, TransientDatabaseError) or is_unavailable(exc):
+        return True
+    return getattr(_driver_error(exc), "sqlstate", None) in TRANSIENT_STATES
+
+
+def translate(exc: Exception) -> Exception:
+    """The `db` error for a driver or SQLAlchemy error; `exc` itself when it is a bug."""
+    if isinstance(exc, DatabaseError):
+        return exc
+    if is_unavailable(exc):
+        return DatabaseUnavailableError(f"database unavailable: {exc}")
+    if is_transient(exc):
+        return TransientDatabaseError(f"database: {exc}")
+    return exc
 
 
 def translated(function: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-    """Raise `DatabaseUnavailableError` from `function` where the driver lost the server."""
+    """Raise `TransientDatabaseError` (or `DatabaseUnavailableError`) from `function`
+    where the driver's error says the call may succeed later."""
 
     @functools.wraps(function)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await function(*args, **kwargs)
-        except DatabaseError:
-            raise
         except Exception as exc:
-            if is_unavailable(exc):
-                raise DatabaseUnavailableError(f"database unavailable: {exc}") from exc
-            raise
+            mapped = translate(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
 
     return wrapper

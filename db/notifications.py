@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
+from db import errors
 from db.settings import asyncpg_dsn
+from runtime.supervision import supervise
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,8 @@ class Listener:
     It keeps itself up: a ping every `ping_interval` seconds and the driver's termination
     callback detect a dead link; it then reconnects with capped exponential backoff,
     LISTENs again and calls `on_reconnect`, because notifications sent while it was
-    away are lost for good.
+    away are lost for good. The watch is supervised: an unexpected error is logged and
+    the watch starts again.
     """
 
     def __init__(
@@ -78,7 +81,17 @@ class Listener:
     async def start(self) -> None:
         """Connect and LISTEN (raising if the database cannot be reached), then keep watch."""
         await self._connect()
-        self._task = asyncio.create_task(self._watch(), name="notification-listener")
+        self._task = asyncio.create_task(
+            supervise("notification listener", self._watch, transient=errors.is_transient),
+            name="notification listener",
+        )
+
+    @property
+    def watching(self) -> asyncio.Task[None]:
+        """The task that keeps the connection up; it ends only if it cannot be kept up."""
+        if self._task is None:
+            raise RuntimeError("the listener has not been started")
+        return self._task
 
     async def close(self) -> None:
         """Stop watching and close the connection."""

@@ -8,8 +8,8 @@ from collections.abc import Iterable
 import chess
 import chess.engine
 
+from db.claims import ClaimedJob
 from db.models import ResultLine
-from db.queue import ClaimedJob
 
 
 def limit_for(job: ClaimedJob) -> chess.engine.Limit:

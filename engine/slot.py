@@ -1,9 +1,13 @@
-"""One slot of a worker: one Stockfish, and the claim → analyse → record loop around it.
+"""One slot of a worker: one Stockfish, and the claim → analyse → end loop around it.
 
 A slot claims rows until the queue has none due, then waits for a wake-up (an
 `analysis_queued` notification), the time the next retry falls due, the poll interval,
 or the stop signal. While it analyses, the worker may interrupt it: the client canceled
 the row, the row was taken back from this worker, or the worker is shutting down.
+
+Every job the slot takes ends with a typed outcome (`db.claims.Ending`): done, retry,
+failed, canceled or released; a row taken back from it ends with none. The exchange
+writes them all.
 """
 
 from __future__ import annotations
@@ -13,15 +17,15 @@ import contextlib
 import enum
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
+import asyncpg
 import chess.engine
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import queue
-from db.errors import DatabaseUnavailableError
+from db import claims
+from db.claims import Ending
+from db.errors import TransientDatabaseError
 from db.models import AnalysisStatus, ResultLine
 from engine import analysis
 from engine.batching import Exchange
@@ -31,8 +35,6 @@ from engine.settings import EngineSettings
 from runtime import logs
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 ENGINE_CHECK_SECONDS = 2.0
 """How long an engine may take to answer `isready` after an interrupted search."""
@@ -54,9 +56,8 @@ class SlotContext:
     """What every slot of a worker shares."""
 
     settings: EngineSettings
-    database: AsyncEngine
+    pool: asyncpg.Pool
     worker_id: str
-    backoff: queue.Backoff
     metrics: WorkerMetrics
     exchange: Exchange
 
@@ -68,7 +69,7 @@ class Slot:
         self.context = context
         self.engine = engine
         self.number = number
-        self.job: queue.ClaimedJob | None = None
+        self.job: claims.ClaimedJob | None = None
         """The row being analysed; None while the slot waits."""
         self.idle = asyncio.Event()
         """Set while the slot waits for work."""
@@ -106,7 +107,7 @@ class Slot:
         self._waker.clear()
         try:
             job = await self.context.exchange.next_job()
-        except DatabaseUnavailableError as exc:
+        except TransientDatabaseError as exc:
             log.warning("slot %d: cannot claim: %s", self.number, exc)
             await first_of(stop, timeout=ERROR_PAUSE_SECONDS)
             return
@@ -128,8 +129,8 @@ class Slot:
 
     async def _wait_for_work(self, stop: asyncio.Event) -> None:
         timeout = self.context.settings.poll_interval
-        with contextlib.suppress(DatabaseUnavailableError):
-            due = await queue.next_due_in(self.context.database)
+        with contextlib.suppress(TransientDatabaseError):
+            due = await claims.next_due_in(self.context.pool)
             if due is not None:
                 timeout = min(timeout, due if due > 0 else LOCKED_ROW_RECHECK_SECONDS)
         self.idle.set()
@@ -138,7 +139,7 @@ class Slot:
         finally:
             self.idle.clear()
 
-    async def _process(self, job: queue.ClaimedJob) -> None:
+    async def _process(self, job: claims.ClaimedJob) -> None:
         self.job, self._interrupt = job, None
         self._interrupted.clear()
         token = logs.analysis_id.set(str(job.id))
@@ -153,7 +154,7 @@ class Slot:
             logs.analysis_id.reset(token)
             self.job = None
 
-    async def _analyse(self, job: queue.ClaimedJob) -> None:
+    async def _analyse(self, job: claims.ClaimedJob) -> None:
         timeout = job.time_limit + self.context.settings.timeout_margin
         metrics = self.context.metrics
         started = asyncio.get_running_loop().time()
@@ -184,44 +185,50 @@ class Slot:
             log.warning("%s; replacing the engine", reason)
             await self.engine.close()
             metrics.engine_restarts.inc()
-            status = await self._record(
-                lambda: queue.retry(
-                    self._database,
-                    job,
-                    self._worker_id,
-                    reason,
-                    self.context.backoff,
-                    self.engine.name,
-                ),
-            )
-            if status is AnalysisStatus.FAILED:
-                metrics.failed.inc()
-            elif status is AnalysisStatus.QUEUED:
-                metrics.retried.inc()
+            status = await self._end(job, Ending.RETRY, error=reason)
             log.info("now %s", status.value if status else "no longer this worker's")
             return
         except chess.engine.EngineError as exc:
             log.warning("failed: %s", exc)
-            error = f"engine error: {exc}"
-            if await self._record(
-                lambda: queue.fail(self._database, job, self._worker_id, error, self.engine.name),
-            ):
-                metrics.failed.inc()
+            await self._end(job, Ending.FAILED, error=f"engine error: {exc}")
             return
         # Written behind the slot's back: its engine goes on with the next analysis.
         duration = asyncio.get_running_loop().time() - started
-        self.context.exchange.write_behind(job, self._record_done(job, lines, duration))
+        outcome = self._outcome(job, Ending.DONE, result=lines)
+        self.context.exchange.end_behind(outcome, lambda status: self._done(status, duration))
 
-    async def _record_done(
-        self, job: queue.ClaimedJob, lines: list[ResultLine], duration: float
-    ) -> None:
-        exchange, engine_name = self.context.exchange, self.engine.name
-        if await self._record(lambda: exchange.finish(job, lines, engine_name)):
+    def _done(self, status: AnalysisStatus | None, duration: float) -> None:
+        if status is AnalysisStatus.DONE:
             self.context.metrics.finished.inc()
             self.context.metrics.duration.observe(duration)
             log.info("done")
         else:
             log.warning("the row is no longer this worker's; result dropped")
+
+    def _outcome(
+        self,
+        job: claims.ClaimedJob,
+        ending: Ending,
+        *,
+        result: list[ResultLine] | None = None,
+        error: str | None = None,
+    ) -> claims.Outcome:
+        return claims.Outcome.of(
+            job,
+            self.context.worker_id,
+            ending,
+            result=result,
+            engine_name=self.engine.name,
+            error=error,
+        )
+
+    async def _end(
+        self, job: claims.ClaimedJob, ending: Ending, *, error: str | None = None
+    ) -> AnalysisStatus | None:
+        """End the job's claim (waiting for the write); its row's new status."""
+        status = await self.context.exchange.end(self._outcome(job, ending, error=error))
+        count_outcome(self.context.metrics, status)
+        return status
 
     async def _stop_search(self, search: asyncio.Task[object]) -> None:
         """Stop the engine's search; replace the engine if it does not settle at once."""
@@ -234,39 +241,23 @@ class Slot:
             await self.engine.close()
             self.context.metrics.engine_restarts.inc()
 
-    async def _interrupted_outcome(self, job: queue.ClaimedJob) -> None:
+    async def _interrupted_outcome(self, job: claims.ClaimedJob) -> None:
         reason = self._interrupt or Interrupt.SHUTDOWN
         log.info("stopped: %s", reason.value)
         if reason is Interrupt.CANCELED:
-            if await self._record(
-                lambda: queue.mark_canceled(self._database, job, self._worker_id)
-            ):
-                self.context.metrics.canceled.inc()
+            await self._end(job, Ending.CANCELED)
         elif reason is Interrupt.SHUTDOWN:
-            await self._record(lambda: queue.release(self._database, job, self._worker_id))
+            await self.context.exchange.end(self._outcome(job, Ending.RELEASED))
 
-    @property
-    def _database(self) -> AsyncEngine:
-        return self.context.database
 
-    @property
-    def _worker_id(self) -> str:
-        return self.context.worker_id
-
-    async def _record(self, write: Callable[[], Awaitable[T]]) -> T | None:
-        """Run a fenced write, retrying through a database outage for up to one lease;
-        after that the lease has run out and the row belongs to whoever takes it back."""
-        deadline = asyncio.get_running_loop().time() + self.context.settings.lease_seconds
-        delay = 0.1
-        while True:
-            try:
-                return await write()
-            except DatabaseUnavailableError as exc:
-                if asyncio.get_running_loop().time() + delay > deadline:
-                    log.warning("outcome not recorded (%s)", exc)
-                    return None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+def count_outcome(metrics: WorkerMetrics, status: AnalysisStatus | None) -> None:
+    """Count an outcome other than a result by the status its row took."""
+    if status is AnalysisStatus.FAILED:
+        metrics.failed.inc()
+    elif status is AnalysisStatus.CANCELED:
+        metrics.canceled.inc()
+    elif status is AnalysisStatus.QUEUED:
+        metrics.retried.inc()
 
 
 async def first_of(*events: asyncio.Event, timeout: float) -> None:

@@ -4,7 +4,13 @@
   results wait to be written, or that were claimed ahead; a row no longer held (taken
   back) or asked to be canceled interrupts its slot (or leaves the hand).
 - **Sweep**: every `sweep_interval` (with jitter), take back rows whose lease expired,
-  whoever held them: re-queued with backoff, or failed once their attempts are used up.
+  whoever held them: re-queued with backoff, or failed once their attempts are used up;
+  then delete what retention says is old. After an outage it waits a lease before
+  sweeping, so that live workers renew the leases that lapsed while the database was
+  away (`db.sweep` gives the same grace after a server restart).
+- **Supervision**: the heartbeat, the sweep and the notification listener outlive any
+  error they meet (`runtime.supervision`); one that keeps failing with bugs stops the
+  worker with an error, for its own supervisor to start a fresh one.
 - **Notifications**: `analysis_queued` wakes idle slots; `analysis_cancel` interrupts
   the slot running that row.
 - **Shutdown**: on stop, no more claims; running analyses get `grace_seconds` to finish,
@@ -20,23 +26,27 @@ import os
 import random
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import notifications, queue, workers
-from db.errors import DatabaseUnavailableError
+from db import claims, errors, notifications, retention, sweep, workers
+from db.errors import TransientDatabaseError
 from engine.batching import Exchange
 from engine.metrics import WorkerMetrics
 from engine.pool import start_engines
 from engine.settings import EngineSettings
-from engine.slot import Interrupt, Slot, SlotContext, first_of
+from engine.slot import Interrupt, Slot, SlotContext, count_outcome, first_of
+from runtime.supervision import SupervisionError, supervise
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_SECONDS = 15.0
 """After the grace period, how long interrupted slots may take to put rows back."""
+RETENTION_BATCHES = 4
+"""Retention batches per sweep at most, so one sweep never runs long."""
 
 
 class Worker:
@@ -53,7 +63,7 @@ class Worker:
         self.settings = settings
         self.database = database
         self.pool = pool
-        """Claims and finishes go through this pool: the hot path, off the ORM."""
+        """Claims, outcomes, leases and the sweep go through this pool: off the ORM."""
         self.dsn = dsn
         self.stockfish = stockfish
         self.id = str(uuid.uuid4())
@@ -61,18 +71,18 @@ class Worker:
         self.ready = asyncio.Event()
         """Set once every engine runs and the worker listens for new work."""
         self.slots: list[Slot] = []
-        self.backoff = queue.Backoff(settings.retry_base_delay, settings.retry_max_delay)
+        self.backoff = claims.Backoff(settings.retry_base_delay, settings.retry_max_delay)
         self.metrics = WorkerMetrics()
         self._cancels: set[asyncio.Task[None]] = set()
         self.exchange = Exchange(
             pool,
-            database,
             self.id,
             settings.lease_seconds,
+            self.backoff,
             ahead=settings.slots,
             ahead_below=settings.claim_ahead_below,
         )
-        """Claims rows and writes results, several per statement, for all the slots."""
+        """Claims rows and writes every outcome, several per statement, for all the slots."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then shut down gracefully."""
@@ -84,9 +94,8 @@ class Worker:
         )
         context = SlotContext(
             settings=self.settings,
-            database=self.database,
+            pool=self.pool,
             worker_id=self.id,
-            backoff=self.backoff,
             metrics=self.metrics,
             exchange=self.exchange,
         )
@@ -113,7 +122,7 @@ class Worker:
             self.ready.set()
             await self._serve(stop)
         finally:
-            with contextlib.suppress(DatabaseUnavailableError):
+            with contextlib.suppress(TransientDatabaseError):
                 await workers.remove(self.database, self.id)
             await listener.close()
             await asyncio.gather(*(engine.close() for engine in engines), return_exceptions=True)
@@ -123,10 +132,17 @@ class Worker:
         slots = [
             asyncio.create_task(slot.run(stop), name=f"slot-{slot.number}") for slot in self.slots
         ]
-        heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
-        sweep = asyncio.create_task(self._sweep(stop), name="sweep")
+        duties = [
+            self._supervised("heartbeat", self._heartbeat),
+            self._supervised("sweep", lambda: self._sweep(stop)),
+        ]
+        stopping = asyncio.create_task(stop.wait())
         try:
-            await stop.wait()
+            await asyncio.wait(
+                [stopping, *duties, self._listener.watching],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            failed = [task for task in [*duties, self._listener.watching] if task.done()]
             self.exchange.stop_claiming_ahead()
             busy = sum(slot.job is not None for slot in self.slots)
             log.info(
@@ -134,6 +150,7 @@ class Worker:
                 busy,
                 self.settings.grace_seconds,
             )
+            stop.set()
             _, pending = await asyncio.wait(slots, timeout=self.settings.grace_seconds)
             if pending:
                 for slot in self.slots:
@@ -144,9 +161,24 @@ class Worker:
             await self.exchange.drain(self.settings.lease_seconds)
             await self.exchange.give_back_ahead()
         finally:
-            for task in [*slots, heartbeat, sweep]:
+            for task in [*slots, *duties, stopping]:
                 task.cancel()
-            await asyncio.gather(*slots, heartbeat, sweep, return_exceptions=True)
+            await asyncio.gather(*slots, *duties, stopping, return_exceptions=True)
+            await self.exchange.close()
+        for task in failed:
+            if not task.cancelled() and task.exception() is not None:
+                raise SupervisionError(f"{task.get_name()} could not be kept running")
+
+    def _supervised(self, name: str, duty: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        return asyncio.create_task(
+            supervise(
+                name,
+                duty,
+                transient=errors.is_transient,
+                most_delay=self.settings.heartbeat_interval,
+            ),
+            name=name,
+        )
 
     async def wait_idle(self) -> None:
         """Wait until every slot waits for work (for tests and tools)."""
@@ -174,13 +206,9 @@ class Worker:
         self._cancels.add(task)
         task.add_done_callback(self._cancels.discard)
 
-    async def _mark_canceled(self, job: queue.ClaimedJob) -> None:
-        try:
-            if await queue.mark_canceled(self.database, job, self.id):
-                self.metrics.canceled.inc()
-        except DatabaseUnavailableError as exc:
-            # The lease runs out and the sweep finishes the cancellation.
-            log.warning("cannot mark %s canceled: %s", job.id, exc)
+    async def _mark_canceled(self, job: claims.ClaimedJob) -> None:
+        outcome = claims.Outcome.of(job, self.id, claims.Ending.CANCELED)
+        count_outcome(self.metrics, await self.exchange.end(outcome))
 
     async def _after_reconnect(self) -> None:
         # Notifications sent while the connection was down are lost: look at the queue,
@@ -200,45 +228,71 @@ class Worker:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
-            with contextlib.suppress(DatabaseUnavailableError):
-                await self._announce()
-                self.metrics.queue_depth.set(await queue.count_queued(self.database))
-            running = {slot.job.id: slot for slot in self.slots if slot.job is not None}
-            unwritten = self.exchange.unwritten - running.keys()
-            ahead = self.exchange.claimed_ahead
             try:
-                leases = await queue.renew_leases(
-                    self.database,
-                    self.id,
-                    [*running, *unwritten, *ahead],
-                    self.settings.lease_seconds,
-                )
-            except DatabaseUnavailableError as exc:
-                log.warning("cannot renew leases: %s", exc)
-                continue
-            held = {lease.id: lease for lease in leases}
-            for job_id, slot in running.items():
-                lease = held.get(job_id)
-                if lease is None:
-                    slot.interrupt(Interrupt.LOST, job_id)
-                elif lease.cancel_requested:
-                    slot.interrupt(Interrupt.CANCELED, job_id)
-            for job_id in ahead:
-                lease = held.get(job_id)
-                if lease is None:
-                    self.exchange.take_back(job_id)  # taken back: no longer ours to run
-                elif lease.cancel_requested:
-                    self._cancel_ahead(job_id)
+                await self._beat()
+            except TransientDatabaseError as exc:
+                log.warning("heartbeat: %s", exc)
+
+    async def _beat(self) -> None:
+        """Renew the leases of every row this worker holds; stop the slots of rows taken
+        back or asked to be canceled. Then say the worker is alive."""
+        running = {slot.job.id: slot for slot in self.slots if slot.job is not None}
+        unwritten = self.exchange.unwritten - running.keys()
+        ahead = self.exchange.claimed_ahead
+        leases = await claims.renew_leases(
+            self.pool, self.id, [*running, *unwritten, *ahead], self.settings.lease_seconds
+        )
+        held = {lease.id: lease for lease in leases}
+        for job_id, slot in running.items():
+            lease = held.get(job_id)
+            if lease is None:
+                slot.interrupt(Interrupt.LOST, job_id)
+            elif lease.cancel_requested:
+                slot.interrupt(Interrupt.CANCELED, job_id)
+        for job_id in ahead:
+            lease = held.get(job_id)
+            if lease is None:
+                self.exchange.take_back(job_id)  # taken back: no longer ours to run
+            elif lease.cancel_requested:
+                self._cancel_ahead(job_id)
+        await self._announce()
+        self.metrics.queue_depth.set(await claims.count_queued(self.pool))
 
     async def _sweep(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        # Until the database has been reachable for a lease, leases that lapsed while
+        # it was away may belong to live workers that have not renewed them yet.
+        grace = self.settings.lease_seconds
+        failed_at = loop.time() - grace
         while not stop.is_set():
             interval = self.settings.sweep_interval
             await first_of(stop, timeout=interval * random.uniform(0.5, 1.5))
-            if stop.is_set():
-                return
-            with contextlib.suppress(DatabaseUnavailableError):
-                taken = await queue.requeue_expired(self.database, self.backoff)
-                for analysis_id, status in taken.items():
-                    log.warning("took back %s (lease expired): now %s", analysis_id, status.value)
-                for worker_id in await workers.remove_expired(self.database):
-                    log.warning("worker %s stopped sending heartbeats; row removed", worker_id)
+            if stop.is_set() or loop.time() - failed_at < grace:
+                continue
+            try:
+                await self._sweep_once(grace)
+            except TransientDatabaseError as exc:
+                failed_at = loop.time()
+                log.warning(
+                    "sweep: %s; sweeping again %.0f s after the database is back", exc, grace
+                )
+
+    async def _sweep_once(self, grace: float) -> None:
+        taken = await sweep.requeue_expired(self.pool, self.backoff, grace_seconds=grace)
+        for analysis_id, status in taken.items():
+            log.warning("took back %s (lease expired): now %s", analysis_id, status.value)
+        for worker_id in await workers.remove_expired(self.database):
+            log.warning("worker %s stopped sending heartbeats; row removed", worker_id)
+        swept = await retention.sweep(
+            self.database,
+            self.settings.retention_days,
+            self.settings.persisted_query_days,
+            self.settings.retention_batch,
+            max_batches=RETENTION_BATCHES,
+        )
+        if swept.analyses or swept.persisted_queries:
+            log.info(
+                "retention: deleted %d analyses and %d persisted queries",
+                swept.analyses,
+                swept.persisted_queries,
+            )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import queue
-from db.models import Analysis
+from db import claims, submissions
+from db.models import Analysis, AnalysisStatus
 from tests.conftest import REFERENCE_FEN
 
 NO_CAP = 1_000_000
@@ -20,8 +21,8 @@ def request(
     time_limit: float = 5.0,
     depth: int | None = None,
     max_attempts: int = 3,
-) -> queue.NewAnalysis:
-    return queue.NewAnalysis(
+) -> submissions.NewAnalysis:
+    return submissions.NewAnalysis(
         fen=fen,
         num_moves_to_return=moves,
         time_limit=time_limit,
@@ -30,11 +31,26 @@ def request(
     )
 
 
-async def store(database: AsyncEngine, new: queue.NewAnalysis | None = None) -> Analysis:
+async def store(database: AsyncEngine, new: submissions.NewAnalysis | None = None) -> Analysis:
     """Enqueue `new` (default: the reference position) with no queue cap."""
-    row = await queue.enqueue(database, new or request(), max_queued=NO_CAP)
+    row = await submissions.enqueue(database, new or request(), max_queued=NO_CAP)
     assert row is not None
     return row
+
+
+async def end_claim(
+    pool: asyncpg.Pool,
+    job: claims.ClaimedJob,
+    worker_id: str,
+    ending: claims.Ending,
+    error: str | None = None,
+    *,
+    backoff: claims.Backoff = claims.NO_BACKOFF,
+    engine: str | None = None,
+) -> AnalysisStatus | None:
+    """End `job`'s claim by `worker_id` as `ending`; the row's new status, or None."""
+    outcome = claims.Outcome.of(job, worker_id, ending, engine_name=engine, error=error)
+    return await claims.end(pool, outcome, backoff)
 
 
 async def wait_terminal(database: AsyncEngine, row: Analysis, timeout: float = 20) -> Analysis:
@@ -44,7 +60,7 @@ async def wait_terminal(database: AsyncEngine, row: Analysis, timeout: float = 2
     """
     async with asyncio.timeout(timeout):
         while True:
-            current = await queue.get(database, row.id)
+            current = await submissions.get(database, row.id)
             assert current is not None
             if current.status.is_terminal:
                 return current

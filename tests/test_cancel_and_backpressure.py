@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import queue
+from db import submissions
 from db.models import Analysis
 from tests.conftest import REFERENCE_FEN, ApiFactory, Server, WorkerFactory
 from tests.graphql_client import COMPLETED, SUBMIT, post, submit, subscribe_transport_ws
@@ -45,7 +45,7 @@ async def test_cancel_a_running_analysis_stops_it(
         subscribe_transport_ws(api.ws_url, COMPLETED, {"id": submitted["id"]})
     )
     async with asyncio.timeout(10):
-        while (row := await queue.get(database, submitted["id"])) is None or (
+        while (row := await submissions.get(database, submitted["id"])) is None or (
             row.status.value != "running"
         ):
             await asyncio.sleep(0.02)

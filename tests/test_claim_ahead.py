@@ -13,7 +13,8 @@ import asyncpg
 import chess
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import queue
+from db import claims, submissions
+from db.claims import Ending
 from db.models import Analysis, AnalysisStatus, ResultLine
 from engine.batching import Exchange
 from engine.settings import EngineSettings
@@ -32,8 +33,13 @@ def test_a_stored_line_carries_every_field() -> None:
     assert ResultLine.from_json(stored) == LINE
 
 
+def done(job: claims.ClaimedJob) -> claims.Outcome:
+    """A result for `job`, claimed by worker "w"."""
+    return claims.Outcome.of(job, "w", Ending.DONE, result=[LINE], engine_name="x")
+
+
 async def status_of(database: AsyncEngine, analysis_id: uuid.UUID) -> tuple[AnalysisStatus, int]:
-    row = await queue.get(database, analysis_id)
+    row = await submissions.get(database, analysis_id)
     assert row is not None
     return row.status, row.attempts
 
@@ -42,20 +48,23 @@ async def test_results_and_claims_share_one_statement(
     database: AsyncEngine, pool: asyncpg.Pool
 ) -> None:
     rows = [await store(database, request()) for _ in range(3)]
-    [first] = (await queue.exchange(pool, "w", LEASE, claim=1)).claimed
+    [first] = (await claims.exchange(pool, "w", LEASE, claim=1)).claimed
     assert first.id == rows[0].id
     stale = dataclasses.replace(first, attempts=first.attempts + 1)
-    exchanged = await queue.exchange(
+    exchanged = await claims.exchange(
         pool,
         "w",
         LEASE,
         claim=5,
-        outcomes=[queue.Outcome(first, [LINE], "x"), queue.Outcome(stale, [LINE], "x")],
+        outcomes=[
+            claims.Outcome.of(job, "w", Ending.DONE, result=[LINE], engine_name="x")
+            for job in (first, stale)
+        ],
     )
     # The stale token matches nothing; the claims go on regardless.
-    assert exchanged.finished == {first.id}
+    assert exchanged.ended == {first.id: AnalysisStatus.DONE}
     assert [job.id for job in exchanged.claimed] == [rows[1].id, rows[2].id]
-    done = await queue.get(database, first.id)
+    done = await submissions.get(database, first.id)
     assert done is not None and done.status is AnalysisStatus.DONE
     assert done.result_lines() == [LINE]
 
@@ -65,12 +74,12 @@ async def test_rows_are_claimed_ahead_only_while_analyses_run_short(
 ) -> None:
     rows = [await store(database, request()) for _ in range(6)]
     exchange = Exchange(
-        pool, database, "w", LEASE, ahead=2, ahead_below=60.0, most_ahead_per_slot=1
+        pool, "w", LEASE, claims.NO_BACKOFF, ahead=2, ahead_below=60.0, most_ahead_per_slot=1
     )
     first = await exchange.next_job()
     assert first is not None
     assert exchange.claimed_ahead == set(), "nothing is known of analysis times yet"
-    assert await exchange.finish(first, [LINE], "x")
+    assert await exchange.end(done(first)) is AnalysisStatus.DONE
 
     # The analysis was short: the statement that records it claims two rows ahead.
     await exchange.settled()
@@ -101,12 +110,14 @@ async def test_the_shorter_the_analyses_the_more_rows_ahead_up_to_a_bound(
     for _ in range(20):
         await store(database, request())
     exchange = Exchange(
-        pool, database, "w", LEASE, ahead=2, ahead_below=60.0, most_ahead_per_slot=4
+        pool, "w", LEASE, claims.NO_BACKOFF, ahead=2, ahead_below=60.0, most_ahead_per_slot=4
     )
     for _ in range(3):
         job = await exchange.next_job()
         assert job is not None
-        assert await exchange.finish(job, [LINE], "x")  # at once: far under a round trip
+        assert (
+            await exchange.end(done(job)) is AnalysisStatus.DONE
+        )  # at once: far under a round trip
         await exchange.settled()
         assert 2 <= len(exchange.claimed_ahead) <= 2 * 4
 
@@ -116,11 +127,11 @@ async def test_no_row_is_claimed_ahead_when_analyses_run_long(
 ) -> None:
     for _ in range(4):
         await store(database, request())
-    exchange = Exchange(pool, database, "w", LEASE, ahead=2, ahead_below=0.0)
+    exchange = Exchange(pool, "w", LEASE, claims.NO_BACKOFF, ahead=2, ahead_below=0.0)
     for _ in range(3):
         job = await exchange.next_job()
         assert job is not None
-        assert await exchange.finish(job, [LINE], "x")
+        assert await exchange.end(done(job)) is AnalysisStatus.DONE
         assert exchange.claimed_ahead == set()
 
 
@@ -164,7 +175,7 @@ async def test_a_worker_cancels_a_row_it_claimed_ahead(
     database: AsyncEngine, pool: asyncpg.Pool, database_url: str, stockfish: Path
 ) -> None:
     async with holding_a_row_ahead(database, pool, database_url, stockfish) as held:
-        await queue.request_cancel(database, held.ahead.id)  # NOTIFY reaches the worker
+        await submissions.request_cancel(database, held.ahead.id)  # NOTIFY reaches the worker
         canceled = await wait_terminal(database, held.ahead, timeout=5)
         assert canceled.status is AnalysisStatus.CANCELED
         assert held.worker.exchange.claimed_ahead == set()

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from db import notifications, queue
+from db import notifications, submissions
 from db.models import AnalysisStatus
 from db.settings import DatabaseSettings
 from tests.graphql_client import COMPLETED, SUBMIT, post, submit, subscribe_transport_ws
@@ -88,7 +88,7 @@ async def wait_for_row(
 ) -> None:
     async with asyncio.timeout(timeout):
         while True:
-            row = await queue.get(database, uuid.UUID(analysis_id))
+            row = await submissions.get(database, uuid.UUID(analysis_id))
             if row is not None and row.status is status:
                 return
             await asyncio.sleep(0.02)
@@ -146,7 +146,7 @@ async def test_kill_9_a_worker_mid_analysis(
     assert [message["type"] for message in messages] == ["next", "complete"]
     event = messages[0]["payload"]["data"]["analysisCompleted"]
     assert event["status"] == "DONE"
-    row = await queue.get(database, uuid.UUID(submitted["id"]))
+    row = await submissions.get(database, uuid.UUID(submitted["id"]))
     assert row is not None and row.started_at is not None
     assert row.attempts == 2
     picked_up = row.started_at.timestamp() - killed_at
@@ -175,7 +175,7 @@ async def test_kill_the_engine_mid_analysis(
     assert messages[0]["payload"]["data"]["analysisCompleted"]["status"] == "DONE", messages
     await worker.wait_for_line("replacing the engine")
     assert worker.children() and worker.children() != [engine_pid]
-    row = await queue.get(database, uuid.UUID(submitted["id"]))
+    row = await submissions.get(database, uuid.UUID(submitted["id"]))
     assert row is not None and row.attempts == 2
     await count_at_end(database, completions, accepted=1, report="kill Stockfish")
 
@@ -255,8 +255,8 @@ async def test_sigterm_a_worker_with_analyses_running(
     stopped = time.monotonic() - asked
     print(f"\n[SIGTERM worker] exited 0 after {stopped:.1f}s (grace 4 s)")
     assert stopped < 4 + 5
-    finished = await queue.get(database, uuid.UUID(short["id"]))
-    returned = await queue.get(database, uuid.UUID(long["id"]))
+    finished = await submissions.get(database, uuid.UUID(short["id"]))
+    returned = await submissions.get(database, uuid.UUID(long["id"]))
     assert finished is not None and finished.status is AnalysisStatus.DONE
     assert returned is not None
     assert (returned.status, returned.attempts, returned.worker_id) == (

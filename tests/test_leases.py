@@ -10,13 +10,14 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import notifications, queue
+from db import claims, notifications, submissions, sweep
+from db.claims import Ending
 from db.models import AnalysisStatus, ResultLine
 from db.settings import asyncpg_dsn
-from tests.rows import request, store
+from tests.rows import end_claim, request, store
 
 LEASE = 15.0
-NO_BACKOFF = queue.Backoff(0.0, 0.0)
+NO_BACKOFF = claims.Backoff(0.0, 0.0)
 LINE = ResultLine(
     rank=1, centipawn_score=12, mate_score=None, pv=("e2e4",), pv_san=("e4",), depth=5
 )
@@ -33,8 +34,8 @@ async def expire_leases(database: AsyncEngine) -> None:
         )
 
 
-async def claim(pool: asyncpg.Pool, worker: str) -> queue.ClaimedJob:
-    job = await queue.claim_next(pool, worker, LEASE)
+async def claim(pool: asyncpg.Pool, worker: str) -> claims.ClaimedJob:
+    job = await claims.claim_next(pool, worker, LEASE)
     assert job is not None
     return job
 
@@ -42,14 +43,14 @@ async def claim(pool: asyncpg.Pool, worker: str) -> queue.ClaimedJob:
 async def test_renewal_extends_held_leases_only(database: AsyncEngine, pool: asyncpg.Pool) -> None:
     await store(database)
     job = await claim(pool, "a")
-    before = await queue.get(database, job.id)
+    before = await submissions.get(database, job.id)
     assert before is not None and before.lease_expires_at is not None
-    leases = await queue.renew_leases(database, "a", [job.id, uuid.uuid4()], 60)
-    assert leases == [queue.Lease(id=job.id, cancel_requested=False)]
-    after = await queue.get(database, job.id)
+    leases = await claims.renew_leases(pool, "a", [job.id, uuid.uuid4()], 60)
+    assert leases == [claims.Lease(id=job.id, cancel_requested=False)]
+    after = await submissions.get(database, job.id)
     assert after is not None and after.lease_expires_at is not None
     assert after.lease_expires_at > before.lease_expires_at
-    assert await queue.renew_leases(database, "b", [job.id], 60) == []
+    assert await claims.renew_leases(pool, "b", [job.id], 60) == []
 
 
 async def test_expired_rows_go_back_to_the_queue_with_backoff(
@@ -57,11 +58,11 @@ async def test_expired_rows_go_back_to_the_queue_with_backoff(
 ) -> None:
     row = await store(database)
     await claim(pool, "a")
-    assert await queue.requeue_expired(database, NO_BACKOFF) == {}, "lease still valid"
+    assert await sweep.requeue_expired(pool, NO_BACKOFF) == {}, "lease still valid"
     await expire_leases(database)
-    backoff = queue.Backoff(base_seconds=30, cap_seconds=60)
-    assert await queue.requeue_expired(database, backoff) == {row.id: AnalysisStatus.QUEUED}
-    requeued = await queue.get(database, row.id)
+    backoff = claims.Backoff(base_seconds=30, cap_seconds=60)
+    assert await sweep.requeue_expired(pool, backoff) == {row.id: AnalysisStatus.QUEUED}
+    requeued = await submissions.get(database, row.id)
     assert requeued is not None
     assert (requeued.status, requeued.worker_id, requeued.attempts) == (
         AnalysisStatus.QUEUED,
@@ -71,7 +72,7 @@ async def test_expired_rows_go_back_to_the_queue_with_backoff(
     assert requeued.error == "worker lost (lease expired)"
     delay = (requeued.run_after - requeued.updated_at).total_seconds()
     assert 15 <= delay <= 30, "first retry waits base * [0.5, 1)"
-    assert await queue.claim_next(pool, "b", LEASE) is None, "not due yet"
+    assert await claims.claim_next(pool, "b", LEASE) is None, "not due yet"
 
 
 async def test_expired_rows_fail_once_attempts_are_used_up(
@@ -82,11 +83,11 @@ async def test_expired_rows_fail_once_attempts_are_used_up(
         job = await claim(pool, f"worker-{attempt}")
         assert job.attempts == attempt
         await expire_leases(database)
-        await queue.requeue_expired(database, NO_BACKOFF)
-    failed = await queue.get(database, row.id)
+        await sweep.requeue_expired(pool, NO_BACKOFF)
+    failed = await submissions.get(database, row.id)
     assert failed is not None
     assert failed.status is AnalysisStatus.FAILED
-    assert failed.error == "worker lost (lease expired) on each of 2 attempts"
+    assert failed.error == "worker lost (lease expired) (gave up after 2 attempts)"
     assert failed.finished_at is not None
 
 
@@ -102,22 +103,25 @@ async def test_a_taken_over_worker_cannot_write_its_late_result(
         row = await store(database)
         slow = await claim(pool, "slow-worker")
         await expire_leases(database)
-        await queue.requeue_expired(database, NO_BACKOFF)
+        await sweep.requeue_expired(pool, NO_BACKOFF)
         fast = await claim(pool, "fast-worker")
         assert (fast.id, fast.attempts) == (slow.id, 2)
         # The slow worker comes back: every write of its old claim is fenced out.
-        assert not await queue.finish(pool, slow, "slow-worker", [LINE], "x")
-        assert not await queue.fail(database, slow, "slow-worker", "late")
-        assert await queue.retry(database, slow, "slow-worker", "late", NO_BACKOFF) is None
-        assert not await queue.release(database, slow, "slow-worker")
-        assert await queue.renew_leases(database, "slow-worker", [slow.id], 60) == []
-        assert await queue.finish(pool, fast, "fast-worker", [LINE], "Stockfish")
+        assert not await claims.finish(pool, slow, "slow-worker", [LINE], "x")
+        assert not await end_claim(pool, slow, "slow-worker", Ending.FAILED, "late")
+        assert (
+            await end_claim(pool, slow, "slow-worker", Ending.RETRY, "late", backoff=NO_BACKOFF)
+            is None
+        )
+        assert not await end_claim(pool, slow, "slow-worker", Ending.RELEASED)
+        assert await claims.renew_leases(pool, "slow-worker", [slow.id], 60) == []
+        assert await claims.finish(pool, fast, "fast-worker", [LINE], "Stockfish")
         # Even the same worker id with an old attempt number is fenced out.
-        assert not await queue.finish(pool, slow, "fast-worker", [LINE], "x")
+        assert not await claims.finish(pool, slow, "fast-worker", [LINE], "x")
         # A sweep after completion leaves the finished row alone.
         await expire_leases(database)
-        assert await queue.requeue_expired(database, NO_BACKOFF) == {}
-        finished = await queue.get(database, row.id)
+        assert await sweep.requeue_expired(pool, NO_BACKOFF) == {}
+        finished = await submissions.get(database, row.id)
         assert finished is not None
         assert (finished.status, finished.worker_id) == (AnalysisStatus.DONE, "fast-worker")
         # A round trip on the listening connection delivers what was sent before it.
@@ -132,14 +136,14 @@ async def test_retry_requeues_then_fails_with_the_reason(
 ) -> None:
     row = await store(database, request(max_attempts=2))
     job = await claim(pool, "a")
-    assert await queue.retry(database, job, "a", "engine died", NO_BACKOFF, "SF") is (
-        AnalysisStatus.QUEUED
-    )
+    assert await end_claim(
+        pool, job, "a", Ending.RETRY, "engine died", backoff=NO_BACKOFF, engine="SF"
+    ) is (AnalysisStatus.QUEUED)
     job = await claim(pool, "a")
-    assert await queue.retry(database, job, "a", "engine died", NO_BACKOFF, "SF") is (
-        AnalysisStatus.FAILED
-    )
-    failed = await queue.get(database, row.id)
+    assert await end_claim(
+        pool, job, "a", Ending.RETRY, "engine died", backoff=NO_BACKOFF, engine="SF"
+    ) is (AnalysisStatus.FAILED)
+    failed = await submissions.get(database, row.id)
     assert failed is not None
     assert failed.error == "engine died (gave up after 2 attempts)"
     assert failed.engine == "SF"
@@ -151,8 +155,8 @@ async def test_release_returns_the_row_without_spending_an_attempt(
 ) -> None:
     row = await store(database)
     job = await claim(pool, "a")
-    assert await queue.release(database, job, "a")
-    released = await queue.get(database, row.id)
+    assert await end_claim(pool, job, "a", Ending.RELEASED)
+    released = await submissions.get(database, row.id)
     assert released is not None
     assert (released.status, released.attempts, released.worker_id) == (
         AnalysisStatus.QUEUED,
@@ -177,31 +181,31 @@ async def test_cancel_queued_running_and_finished(
         job = await claim(pool, "a")
         assert job.id == running_row.id
 
-        canceled = await queue.request_cancel(database, queued_row.id)
+        canceled = await submissions.request_cancel(database, queued_row.id)
         assert canceled is not None and canceled.status is AnalysisStatus.CANCELED
         assert await asyncio.wait_for(received.get(), 5) == (
             notifications.ANALYSIS_DONE,
             str(queued_row.id),
         )
 
-        asked = await queue.request_cancel(database, running_row.id)
+        asked = await submissions.request_cancel(database, running_row.id)
         assert asked is not None and asked.status is AnalysisStatus.RUNNING
         assert asked.cancel_requested_at is not None
         assert await asyncio.wait_for(received.get(), 5) == (
             notifications.ANALYSIS_CANCEL,
             str(running_row.id),
         )
-        [lease] = await queue.renew_leases(database, "a", [job.id], LEASE)
+        [lease] = await claims.renew_leases(pool, "a", [job.id], LEASE)
         assert lease.cancel_requested
-        assert await queue.mark_canceled(database, job, "a")
+        assert await end_claim(pool, job, "a", Ending.CANCELED)
         assert await asyncio.wait_for(received.get(), 5) == (
             notifications.ANALYSIS_DONE,
             str(running_row.id),
         )
 
-        unchanged = await queue.request_cancel(database, running_row.id)
+        unchanged = await submissions.request_cancel(database, running_row.id)
         assert unchanged is not None and unchanged.status is AnalysisStatus.CANCELED
-        assert await queue.request_cancel(database, uuid.uuid4()) is None
+        assert await submissions.request_cancel(database, uuid.uuid4()) is None
         await listener.execute("SELECT 1")
         assert received.empty(), "cancelling a finished row notifies nobody"
     finally:
@@ -213,31 +217,31 @@ async def test_a_lost_worker_with_a_cancel_request_ends_canceled(
 ) -> None:
     row = await store(database)
     await claim(pool, "a")
-    await queue.request_cancel(database, row.id)
+    await submissions.request_cancel(database, row.id)
     await expire_leases(database)
-    assert await queue.requeue_expired(database, NO_BACKOFF) == {row.id: AnalysisStatus.CANCELED}
+    assert await sweep.requeue_expired(pool, NO_BACKOFF) == {row.id: AnalysisStatus.CANCELED}
 
 
 async def test_enqueue_refuses_past_the_cap_and_stores_nothing(
     database: AsyncEngine, pool: asyncpg.Pool
 ) -> None:
     for _ in range(3):
-        assert await queue.enqueue(database, request(), max_queued=3) is not None
-    assert await queue.enqueue(database, request(), max_queued=3) is None
+        assert await submissions.enqueue(database, request(), max_queued=3) is not None
+    assert await submissions.enqueue(database, request(), max_queued=3) is None
     async with database.connect() as connection:
         count = (await connection.execute(text("SELECT count(*) FROM analyses"))).scalar_one()
     assert count == 3
     # Running rows do not count against the cap.
     await claim(pool, "a")
-    assert await queue.enqueue(database, request(), max_queued=3) is not None
+    assert await submissions.enqueue(database, request(), max_queued=3) is not None
 
 
 async def test_next_due_in_reports_the_earliest_retry(
     database: AsyncEngine, pool: asyncpg.Pool
 ) -> None:
-    assert await queue.next_due_in(database) is None
+    assert await claims.next_due_in(pool) is None
     await store(database)
     job = await claim(pool, "a")
-    await queue.retry(database, job, "a", "x", queue.Backoff(20, 20))
-    due = await queue.next_due_in(database)
+    await end_claim(pool, job, "a", Ending.RETRY, "x", backoff=claims.Backoff(20, 20))
+    due = await claims.next_due_in(pool)
     assert due is not None and 9 < due <= 20

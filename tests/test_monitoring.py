@@ -14,7 +14,7 @@ from prometheus_client import generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import queue, workers
+from db import claims, workers
 from db.models import ResultLine
 from engine.worker import Worker
 from runtime import logs
@@ -46,11 +46,11 @@ async def test_queue_stats_with_queued_running_and_finished_work(
         await store(database)
     me = workers.WorkerInfo(id="worker-a", host="h1", pid=42, slots=2, engine="Stockfish 15.1")
     await workers.register(database, me, listening=True, ttl=30)
-    first = await queue.claim_next(pool, "worker-a", 15)
-    second = await queue.claim_next(pool, "worker-a", 15)
-    lost = await queue.claim_next(pool, "worker-gone", 15)
+    first = await claims.claim_next(pool, "worker-a", 15)
+    second = await claims.claim_next(pool, "worker-a", 15)
+    lost = await claims.claim_next(pool, "worker-gone", 15)
     assert first and second and lost
-    assert await queue.finish(pool, first, "worker-a", [LINE], "Stockfish 15.1")
+    assert await claims.finish(pool, first, "worker-a", [LINE], "Stockfish 15.1")
     found = await stats(api)
     assert (found["queued"], found["running"], found["done"]) == (1, 2, 1)
     assert (found["failed"], found["canceled"], found["finishedLastMinute"]) == (0, 0, 1)

@@ -21,7 +21,7 @@ from websockets.typing import Origin, Subprotocol
 
 from api import protection
 from api.settings import ApiSettings
-from db import insight, queue
+from db import claims, insight
 from db.models import AnalysisStatus
 from tests.conftest import ApiFactory, Server
 from tests.graphql_client import post, subscribe_transport_ws
@@ -190,7 +190,7 @@ async def test_listing_filters_by_status(
 ) -> None:
     await store(database)
     running = await store(database)
-    await queue.claim_next(pool, "w", 15)  # claims the oldest queued row
+    await claims.claim_next(pool, "w", 15)  # claims the oldest queued row
     page = await list_page(api, first=10, status="RUNNING")
     assert len(ids(page)) == 1 and ids(page) != [str(running.id)]
     assert len(ids(await list_page(api, first=10, status="QUEUED"))) == 1

@@ -10,11 +10,12 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import notifications, queue
+from db import claims, notifications, submissions
+from db.claims import Ending
 from db.models import AnalysisStatus, ResultLine
 from db.settings import asyncpg_dsn
 from tests.conftest import REFERENCE_FEN
-from tests.rows import request, store
+from tests.rows import end_claim, request, store
 
 LEASE = 15.0
 LINE = ResultLine(
@@ -27,31 +28,31 @@ async def test_enqueue_stores_a_queued_row(database: AsyncEngine) -> None:
     assert row.status is AnalysisStatus.QUEUED
     assert row.attempts == 0
     assert row.created_at is not None
-    stored = await queue.get(database, row.id)
+    stored = await submissions.get(database, row.id)
     assert stored is not None
     assert stored.fen == REFERENCE_FEN
 
 
 async def test_get_unknown_id_is_none(database: AsyncEngine) -> None:
-    assert await queue.get(database, uuid.uuid4()) is None
+    assert await submissions.get(database, uuid.uuid4()) is None
 
 
 async def test_claim_marks_running_and_finish_stores_the_result(
     database: AsyncEngine, pool: asyncpg.Pool
 ) -> None:
     row = await store(database)
-    job = await queue.claim_next(pool, "worker-a", LEASE)
+    job = await claims.claim_next(pool, "worker-a", LEASE)
     assert job is not None
     assert (job.id, job.attempts) == (row.id, 1)
-    assert await queue.claim_next(pool, "worker-b", LEASE) is None
-    running = await queue.get(database, row.id)
+    assert await claims.claim_next(pool, "worker-b", LEASE) is None
+    running = await submissions.get(database, row.id)
     assert running is not None
     assert running.status is AnalysisStatus.RUNNING
     assert running.worker_id == "worker-a"
     assert running.started_at is not None and running.lease_expires_at is not None
 
-    assert await queue.finish(pool, job, "worker-a", [LINE], "Stockfish 15.1")
-    done = await queue.get(database, row.id)
+    assert await claims.finish(pool, job, "worker-a", [LINE], "Stockfish 15.1")
+    done = await submissions.get(database, row.id)
     assert done is not None
     assert done.status is AnalysisStatus.DONE
     assert done.result_lines() == [LINE]
@@ -63,13 +64,13 @@ async def test_finish_is_fenced_by_worker_and_status(
     database: AsyncEngine, pool: asyncpg.Pool
 ) -> None:
     await store(database)
-    job = await queue.claim_next(pool, "worker-a", LEASE)
+    job = await claims.claim_next(pool, "worker-a", LEASE)
     assert job is not None
-    assert not await queue.finish(pool, job, "worker-b", [LINE], "x")
-    assert not await queue.fail(database, job, "worker-b", "boom")
-    assert await queue.fail(database, job, "worker-a", "boom")
-    assert not await queue.finish(pool, job, "worker-a", [LINE], "x")
-    failed = await queue.get(database, job.id)
+    assert not await claims.finish(pool, job, "worker-b", [LINE], "x")
+    assert not await end_claim(pool, job, "worker-b", Ending.FAILED, "boom")
+    assert await end_claim(pool, job, "worker-a", Ending.FAILED, "boom")
+    assert not await claims.finish(pool, job, "worker-a", [LINE], "x")
+    failed = await submissions.get(database, job.id)
     assert failed is not None
     assert (failed.status, failed.error, failed.result) == (AnalysisStatus.FAILED, "boom", None)
 
@@ -84,7 +85,7 @@ async def test_claim_takes_priority_then_age(database: AsyncEngine, pool: asyncp
         )
     order = []
     for _ in range(3):
-        job = await queue.claim_next(pool, "w", LEASE)
+        job = await claims.claim_next(pool, "w", LEASE)
         assert job is not None
         order.append(job.id)
     assert order == [urgent.id, first.id, second.id]
@@ -105,7 +106,7 @@ async def test_concurrent_claimers_take_each_row_exactly_once(
 
     async def claimer(name: str) -> list[uuid.UUID]:
         claimed = []
-        while (job := await queue.claim_next(pool, name, LEASE)) is not None:
+        while (job := await claims.claim_next(pool, name, LEASE)) is not None:
             claimed.append(job.id)
         return claimed
 
@@ -125,7 +126,10 @@ async def test_concurrent_claimers_take_each_row_exactly_once(
 async def test_claim_uses_the_partial_index(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute("SET LOCAL enable_seqscan = off")
-        rows = await connection.fetch("EXPLAIN " + queue.CLAIM, "w", 1.0, 8)
+        no_outcomes: list[list[object]] = [[] for _ in range(7)]
+        rows = await connection.fetch(
+            "EXPLAIN " + claims.EXCHANGE, "w", 1.0, 8, 0.0, 0.0, *no_outcomes
+        )
     plan = "\n".join(row[0] for row in rows)
     assert "ix_analyses_claim" in plan, plan
 
@@ -142,9 +146,9 @@ async def test_triggers_notify_queued_and_done(
             )
         row = await store(database)
         assert await asyncio.wait_for(received.get(), 5) == (notifications.ANALYSIS_QUEUED, "")
-        job = await queue.claim_next(pool, "w", LEASE)
+        job = await claims.claim_next(pool, "w", LEASE)
         assert job is not None
-        assert await queue.finish(pool, job, "w", [LINE], "x")
+        assert await claims.finish(pool, job, "w", [LINE], "x")
         channel, payload = await asyncio.wait_for(received.get(), 5)
         assert channel == notifications.ANALYSIS_DONE
         assert notifications.parse_id_payload(payload) == row.id
@@ -176,5 +180,5 @@ async def test_terminal_among_reports_finished_ids(database: AsyncEngine) -> Non
     finished = await store(database, dataclasses.replace(request(), finished_result=()))
     assert finished.status is AnalysisStatus.DONE
     assert finished.result == []
-    found = await queue.terminal_among(database, [queued.id, finished.id, uuid.uuid4()])
+    found = await submissions.terminal_among(database, [queued.id, finished.id, uuid.uuid4()])
     assert found == {finished.id}

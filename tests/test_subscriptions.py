@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 from websockets.asyncio.client import connect
 
-from db import queue
+from db import claims
 from db.models import ResultLine
 from tests.conftest import REFERENCE_FEN, Server
 from tests.graphql_client import (
@@ -43,9 +43,9 @@ async def test_emits_once_when_the_worker_finishes(
     )
     await wait_for_waiters(api, 1)
     # Play the worker's part by hand: claim and finish through the queue.
-    job = await queue.claim_next(pool, "test-worker", 15)
+    job = await claims.claim_next(pool, "test-worker", 15)
     assert job is not None
-    assert await queue.finish(pool, job, "test-worker", [LINE], "Stockfish 15.1")
+    assert await claims.finish(pool, job, "test-worker", [LINE], "Stockfish 15.1")
     messages = await asyncio.wait_for(subscription, 10)
     assert [message["type"] for message in messages] == [DATA[protocol], "complete"]
     analysis = messages[0]["payload"]["data"]["analysisCompleted"]

@@ -12,7 +12,7 @@ import chess.engine
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import queue
+from db import claims
 from db.models import AnalysisStatus
 from engine import analysis
 from engine.pool import Stockfish
@@ -55,7 +55,7 @@ async def test_analysis_scores_are_from_whites_point_of_view(stockfish: Path) ->
     engine = Stockfish(stockfish, hash_mb=16, start_timeout=10)
     await engine.start()
     try:
-        black_mates = queue.ClaimedJob(
+        black_mates = claims.ClaimedJob(
             id=uuid.uuid4(),
             fen=REFERENCE_FEN,
             num_moves_to_return=1,
@@ -70,7 +70,7 @@ async def test_analysis_scores_are_from_whites_point_of_view(stockfish: Path) ->
         assert line.pv_san[:3] == ("Rc1+", "Re1", "Rxe1#")
         # The mirrored position: now White mates in two, so the score turns positive.
         mirrored = chess.Board(REFERENCE_FEN).mirror().fen()
-        white_mates = queue.ClaimedJob(**{**black_mates.__dict__, "fen": mirrored})
+        white_mates = claims.ClaimedJob(**{**black_mates.__dict__, "fen": mirrored})
         [line] = await analysis.analyse(engine.protocol, white_mates, timeout=15)
         assert line.mate_score == 2
         assert engine.name.startswith("Stockfish")
@@ -82,7 +82,7 @@ async def test_an_engine_that_overruns_its_bound_is_a_timeout(stockfish: Path) -
     engine = Stockfish(stockfish, hash_mb=16, start_timeout=10)
     await engine.start()
     try:
-        job = queue.ClaimedJob(
+        job = claims.ClaimedJob(
             id=uuid.uuid4(),
             fen=chess.STARTING_FEN,
             num_moves_to_return=1,

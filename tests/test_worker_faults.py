@@ -13,7 +13,7 @@ import chess
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import queue
+from db import submissions
 from db.models import AnalysisStatus
 from engine.worker import Worker
 from tests.conftest import WorkerFactory
@@ -26,7 +26,7 @@ LONG = 30.0
 async def wait_running(database: AsyncEngine, row_id: object, attempt: int) -> None:
     async with asyncio.timeout(20):
         while True:
-            row = await queue.get(database, row_id)  # type: ignore[arg-type]
+            row = await submissions.get(database, row_id)  # type: ignore[arg-type]
             assert row is not None
             if row.status is AnalysisStatus.RUNNING and row.attempts == attempt:
                 return
@@ -86,7 +86,7 @@ async def test_canceling_a_running_analysis_stops_its_engine(
     worker = await start_worker(slots=1)
     row = await store(database, request(chess.STARTING_FEN, time_limit=LONG))
     await wait_running(database, row.id, attempt=1)
-    await queue.request_cancel(database, row.id)
+    await submissions.request_cancel(database, row.id)
     loop = asyncio.get_running_loop()
     asked = loop.time()
     canceled = await wait_terminal(database, row, timeout=10)

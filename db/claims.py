@@ -1,0 +1,340 @@
+"""The worker's statements: claims, the end of every claim, and lease renewals.
+
+A row's life:
+
+    queued ──claim──▶ running ──done──────▶ done
+      ▲                 │ ├──failed────────▶ failed
+      │                 │ ├──canceled──────▶ canceled
+      └─given back──────┘ └──given back, attempts used up──▶ failed
+        (retry, released, lost)
+
+Every end of a claim travels through one statement, `EXCHANGE`, whoever ends it: a
+slot's result, its engine's death (retry), a failure, a cancellation, a worker giving a
+row back as it stops (released), and the sweep taking back a row whose lease lapsed
+(lost, in `db.sweep`). The retry-or-give-up rule is the SQL function
+`analysis_ending_status` (migration 0007), called by that statement alone.
+
+Every end is fenced by its claim token, `(worker_id, attempts)`: a worker whose row was
+taken from it finds that its late write matches nothing, and learns so from the result.
+A finished row therefore never changes again: completion happens at most once.
+Execution is at least once: a row whose worker vanished is claimed again.
+
+The worker's hot path: plain asyncpg, prepared statements, one round trip for the ends
+and the claims of many slots together. No transaction stays open while an engine thinks.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from db import errors
+from db.models import AnalysisStatus, ResultLine
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A row a worker has claimed: what it must analyse, and its claim token."""
+
+    id: uuid.UUID
+    fen: str
+    num_moves_to_return: int
+    time_limit: float
+    depth_limit: int | None
+    attempts: int
+    """How many times the row has been claimed, this claim included (part of the token)."""
+    max_attempts: int
+
+
+class Ending(enum.StrEnum):
+    """How a claim ends."""
+
+    DONE = "done"
+    """The analysis is finished: its result is stored."""
+    FAILED = "failed"
+    """It cannot be done (the engine refused the position): failed for good."""
+    CANCELED = "canceled"
+    """A client canceled it and the slot stopped."""
+    RETRY = "retry"
+    """The engine died or hung: back to the queue after a backoff, or failed once the
+    row's attempts are used up."""
+    RELEASED = "released"
+    """The worker is stopping: straight back to the queue; the claim does not count."""
+    LOST = "lost"
+    """Its worker stopped renewing the lease (taken back by the sweep): as a retry."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The end of one claim, waiting to be written."""
+
+    id: uuid.UUID
+    worker_id: str
+    attempt: int
+    """With `worker_id`, the claim token: only that claim may end the row."""
+    ending: Ending
+    result: tuple[ResultLine, ...] | None = None
+    """The lines, for `DONE`."""
+    engine_name: str | None = None
+    """The engine that ran (kept on the row for every ending but `LOST`)."""
+    error: str | None = None
+    """Why, for every ending but `DONE` and `RELEASED`."""
+
+    @classmethod
+    def of(
+        cls,
+        job: ClaimedJob,
+        worker_id: str,
+        ending: Ending,
+        *,
+        result: Sequence[ResultLine] | None = None,
+        engine_name: str | None = None,
+        error: str | None = None,
+    ) -> Outcome:
+        """`job`'s claim by `worker_id`, ending as `ending`."""
+        return cls(
+            id=job.id,
+            worker_id=worker_id,
+            attempt=job.attempts,
+            ending=ending,
+            result=None if result is None else tuple(result),
+            engine_name=engine_name,
+            error=error,
+        )
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential backoff with jitter for retries: base·2^(attempt-1), at most cap,
+    times a random factor in [0.5, 1)."""
+
+    base_seconds: float
+    cap_seconds: float
+
+
+NO_BACKOFF = Backoff(0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Exchanged:
+    """What one exchange did: rows claimed (in claim order) and claims ended."""
+
+    claimed: list[ClaimedJob]
+    ended: dict[uuid.UUID, AnalysisStatus]
+    """Each outcome's row that its claim could still end, and the status it took; an
+    outcome whose row is absent was fenced out (the row was taken back meanwhile)."""
+
+
+EXCHANGE = """
+    -- $1 worker id, $2 lease seconds, $3 rows to claim;
+    -- $4, $5 retry backoff (base and cap, seconds);
+    -- $6…$12 the outcomes, an array per field.
+    WITH outcome AS (
+        SELECT *
+          FROM unnest($6::uuid[], $7::text[], $8::integer[], $9::text[],
+                      $10::text[], $11::text[], $12::text[])
+               AS o(id, worker_id, attempt, ending, result, engine, error)
+    ),
+    ended AS (
+        UPDATE analyses AS a
+           SET status = analysis_ending_status(
+                   o.ending, a.cancel_requested_at IS NOT NULL, a.attempts, a.max_attempts),
+               -- a worker that stops is not the row's fault: its claim does not count
+               attempts = a.attempts - (o.ending = 'released')::integer,
+               result = CASE WHEN o.ending = 'done' THEN o.result::jsonb ELSE a.result END,
+               engine = coalesce(o.engine, a.engine),
+               error = CASE
+                   WHEN o.ending = 'done' THEN NULL
+                   WHEN o.ending IN ('retry', 'lost') AND analysis_ending_status(
+                            o.ending, a.cancel_requested_at IS NOT NULL,
+                            a.attempts, a.max_attempts) = 'failed'
+                   THEN o.error || ' (gave up after ' || a.attempts || ' attempts)'
+                   ELSE coalesce(o.error, a.error) END,
+               run_after = CASE
+                   WHEN o.ending IN ('retry', 'lost') THEN now() + make_interval(
+                        secs => least($5, $4 * power(2, greatest(a.attempts - 1, 0)))
+                                * (0.5 + random() / 2))
+                   WHEN o.ending = 'released' THEN now()
+                   ELSE a.run_after END,
+               finished_at = CASE
+                   WHEN analysis_ending_status(
+                            o.ending, a.cancel_requested_at IS NOT NULL,
+                            a.attempts, a.max_attempts) = 'queued'
+                   THEN NULL ELSE now() END,
+               -- who did the work stays on a finished row; a row given back is nobody's
+               worker_id = CASE WHEN o.ending IN ('retry', 'released', 'lost') THEN NULL
+                                ELSE a.worker_id END,
+               lease_expires_at = NULL
+          FROM outcome AS o
+         WHERE a.id = ANY ($6::uuid[])  -- by primary key, however many rows run
+           AND a.id = o.id
+           -- the claim token: only the claim that took the row may end it
+           AND a.status = 'running' AND a.worker_id = o.worker_id AND a.attempts = o.attempt
+           -- the sweep takes back only a lease that has lapsed (re-checked on the row
+           -- version the update locks, so a renewal meanwhile wins)
+           AND (o.ending <> 'lost' OR a.lease_expires_at < now())
+        RETURNING a.id, a.status
+    ),
+    due AS (
+        -- the oldest due rows of the highest priority, by the partial claim index; rows
+        -- other claimers hold are skipped, not waited for (a locking CTE runs once)
+        SELECT id FROM analyses
+         WHERE status = 'queued' AND run_after <= now()
+         ORDER BY priority DESC, created_at
+         LIMIT $3
+           FOR UPDATE SKIP LOCKED
+    ),
+    claimed AS (
+        UPDATE analyses AS a
+           SET status = 'running',
+               attempts = a.attempts + 1,
+               worker_id = $1,
+               started_at = now(),
+               lease_expires_at = now() + make_interval(secs => $2)
+         -- by primary key, whatever the planner guesses of LIMIT $3
+         WHERE a.id = ANY (ARRAY(SELECT id FROM due))
+        RETURNING a.id, a.fen, a.num_moves_to_return, a.time_limit, a.depth_limit,
+                  a.attempts, a.max_attempts, a.priority, a.created_at
+    )
+    -- the rows ended are running, the rows claimed are queued: never the same row
+    SELECT claimed.*, NULL::analysis_status AS status FROM claimed
+    UNION ALL
+    SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, status FROM ended
+    """
+
+
+@errors.translated
+async def exchange(
+    pool: asyncpg.Pool,
+    worker_id: str,
+    lease_seconds: float,
+    *,
+    claim: int,
+    outcomes: Sequence[Outcome] = (),
+    backoff: Backoff = NO_BACKOFF,
+) -> Exchanged:
+    """End the claims of `outcomes` and take up to `claim` due queued rows for
+    `worker_id`, in one statement; the rows come highest priority first, then oldest."""
+    rows = await pool.fetch(
+        EXCHANGE,
+        worker_id,
+        lease_seconds,
+        max(claim, 0),
+        backoff.base_seconds,
+        backoff.cap_seconds,
+        [outcome.id for outcome in outcomes],
+        [outcome.worker_id for outcome in outcomes],
+        [outcome.attempt for outcome in outcomes],
+        [outcome.ending.value for outcome in outcomes],
+        [_result_json(outcome.result) for outcome in outcomes],
+        [outcome.engine_name for outcome in outcomes],
+        [outcome.error for outcome in outcomes],
+    )
+    claimed = sorted(
+        (row for row in rows if row["status"] is None),
+        key=lambda row: (-row["priority"], row["created_at"]),
+    )
+    return Exchanged(
+        claimed=[
+            ClaimedJob(
+                id=row["id"],
+                fen=row["fen"],
+                num_moves_to_return=row["num_moves_to_return"],
+                time_limit=row["time_limit"],
+                depth_limit=row["depth_limit"],
+                attempts=row["attempts"],
+                max_attempts=row["max_attempts"],
+            )
+            for row in claimed
+        ],
+        ended={row["id"]: AnalysisStatus(row["status"]) for row in rows if row["status"]},
+    )
+
+
+def _result_json(result: tuple[ResultLine, ...] | None) -> str | None:
+    return None if result is None else json.dumps([line.to_json() for line in result])
+
+
+async def claim_next(pool: asyncpg.Pool, worker_id: str, lease_seconds: float) -> ClaimedJob | None:
+    """Take the next due queued row for `worker_id`, or None when none is due."""
+    claimed = (await exchange(pool, worker_id, lease_seconds, claim=1)).claimed
+    return claimed[0] if claimed else None
+
+
+async def end(
+    pool: asyncpg.Pool, outcome: Outcome, backoff: Backoff = NO_BACKOFF
+) -> AnalysisStatus | None:
+    """End one claim; the row's new status, or None when it is no longer that claim's."""
+    ended = (
+        await exchange(pool, outcome.worker_id, 0, claim=0, outcomes=[outcome], backoff=backoff)
+    ).ended
+    return ended.get(outcome.id)
+
+
+async def finish(
+    pool: asyncpg.Pool,
+    job: ClaimedJob,
+    worker_id: str,
+    result: Sequence[ResultLine],
+    engine_name: str,
+) -> bool:
+    """Record one result; False when the row is no longer this claim's to finish."""
+    outcome = Outcome.of(job, worker_id, Ending.DONE, result=result, engine_name=engine_name)
+    return await end(pool, outcome) is AnalysisStatus.DONE
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A row this worker still holds, as the heartbeat found it."""
+
+    id: uuid.UUID
+    cancel_requested: bool
+    """A client asked to cancel it: the worker should stop its engine."""
+
+
+RENEW_LEASES = """
+    -- $1 worker id, $2 the rows, $3 lease seconds. Not fenced by expiry: a worker that
+    -- was cut off from the database keeps what nobody has taken back meanwhile.
+    UPDATE analyses
+       SET lease_expires_at = now() + make_interval(secs => $3)
+     WHERE id = ANY ($2::uuid[]) AND status = 'running' AND worker_id = $1
+    RETURNING id, cancel_requested_at IS NOT NULL AS cancel_requested
+    """
+
+
+@errors.translated
+async def renew_leases(
+    pool: asyncpg.Pool, worker_id: str, ids: Sequence[uuid.UUID], lease_seconds: float
+) -> list[Lease]:
+    """Extend the leases of the rows this worker runs; the ones it still holds."""
+    if not ids:
+        return []
+    rows = await pool.fetch(RENEW_LEASES, worker_id, list(ids), lease_seconds)
+    return [Lease(id=row["id"], cancel_requested=row["cancel_requested"]) for row in rows]
+
+
+NEXT_DUE = """
+    SELECT extract(epoch FROM min(run_after) - now())::float8 AS seconds
+      FROM analyses WHERE status = 'queued'
+    """
+
+
+@errors.translated
+async def next_due_in(pool: asyncpg.Pool) -> float | None:
+    """Seconds until the earliest queued row may be claimed (≤ 0: now); None if none."""
+    seconds = await pool.fetchval(NEXT_DUE)
+    return None if seconds is None else float(seconds)
+
+
+COUNT_QUEUED = "SELECT count(*) FROM analyses WHERE status = 'queued'"
+
+
+@errors.translated
+async def count_queued(pool: asyncpg.Pool) -> int:
+    """How many rows wait in the queue (over the partial claim index)."""
+    return int(await pool.fetchval(COUNT_QUEUED))
