@@ -35,6 +35,8 @@ def main() -> int:
     log.info("GraphiQL: http://%s:%d/graphql", host, settings.port)
     serving = uvicorn.Server(server.config(app, settings))
     serving.run()
+    if getattr(app.state, "failed", False):
+        return 1  # a background task could not be kept running
     return 0 if serving.started else 3  # 3: did not start (uvicorn's own convention)
 
 

@@ -8,8 +8,11 @@ routing and the HTTP middleware, which has nothing to do for them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import os
+import signal
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -59,6 +62,17 @@ class App(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+async def stop_if_failed(app: FastAPI, hub: NotificationHub) -> None:
+    """Stop the process if the hub's LISTEN connection cannot be kept up: `app.state.failed`
+    tells the entry point to exit with an error, for its supervisor to start a fresh one."""
+    await asyncio.wait({hub.watching})
+    if hub.watching.cancelled() or hub.watching.exception() is None:
+        return
+    log.critical("the notification listener could not be kept running; stopping")
+    app.state.failed = True
+    os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's own graceful shutdown
+
+
 def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: str) -> App:
     """The application for the database at `url`; connections open in its lifespan."""
     services: list[Services] = []
@@ -84,9 +98,12 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
             )
             metrics.watch_subscriptions(lambda: hub.waiting)
             app.state.services = services[0]
+            watch = asyncio.create_task(stop_if_failed(app, hub))
             yield
         finally:
             services.clear()
+            if "watch" in locals():
+                watch.cancel()
             await hub.close()
             await database.dispose()
 

@@ -96,6 +96,16 @@ class NotificationHub:
         return self._listener.connected
 
     @property
+    def watching(self) -> asyncio.Task[None]:
+        """The task that keeps the LISTEN connection up; it ends only if it cannot."""
+        return self._listener.watching
+
+    @property
+    def failed(self) -> bool:
+        """True once the LISTEN connection could not be kept up (the process must go)."""
+        return self._listener.watching.done()
+
+    @property
     def waiting(self) -> int:
         """How many waiters are registered (for tests and metrics)."""
         return sum(len(waiters) for waiters in self._waiters.values())

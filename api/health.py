@@ -1,6 +1,7 @@
 """Liveness and readiness for load balancers and orchestrators.
 
-- `GET /healthz`: the process answers (200).
+- `GET /healthz`: the process answers (200); 503 once a background task could not be
+  kept running (the process is stopping: restart it).
 - `GET /readyz`: the database answers and the LISTEN connection is up (200), else 503
   with what is wrong, so a balancer sends no traffic to a process that cannot serve it.
 """
@@ -24,8 +25,11 @@ def router(services: Callable[[], Services | None]) -> APIRouter:
     routes = APIRouter()
 
     @routes.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> JSONResponse:
+        current = services()
+        if current is not None and current.hub.failed:
+            return JSONResponse({"status": "failed"}, status_code=503)
+        return JSONResponse({"status": "ok"})
 
     @routes.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:

@@ -38,9 +38,11 @@ class DatabaseUnavailableError(TransientDatabaseError):
 UNREACHABLE = (
     OSError,  # connection refused or reset, no route, the socket is gone
     TimeoutError,
-    asyncpg.exceptions.InterfaceError,  # the driver's connection is closed
     asyncpg.exceptions.ConnectionDoesNotExistError,
 )
+CLOSED = ("connection is closed", "pool is closing", "pool is closed")
+"""How asyncpg's InterfaceError says the connection is gone (its other InterfaceErrors,
+such as a wrong number of arguments, are bugs)."""
 
 UNREACHABLE_STATES = frozenset(
     {
@@ -84,6 +86,8 @@ def is_unavailable(exc: BaseException) -> bool:
     cause = _driver_error(exc)
     if isinstance(cause, UNREACHABLE):
         return True
+    if isinstance(cause, asyncpg.exceptions.InterfaceError):
+        return any(words in str(cause) for words in CLOSED)
     state = getattr(cause, "sqlstate", None)
     return state in UNREACHABLE_STATES or (isinstance(state, str) and state.startswith("08"))
 

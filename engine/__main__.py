@@ -17,6 +17,7 @@ from engine.settings import EngineSettings, find_stockfish
 from engine.worker import Worker
 from runtime import logs
 from runtime.logs import LogSettings
+from runtime.supervision import SupervisionError
 
 log = logging.getLogger("engine")
 
@@ -61,6 +62,9 @@ async def serve(engine_settings: EngineSettings, database_settings: DatabaseSett
     except EngineStartError as exc:
         log.error("%s", exc)
         return 2
+    except SupervisionError as exc:
+        log.critical("%s; stopping so that a fresh worker can take over", exc)
+        return 1
     finally:
         await queue_pool.close()
         await database.dispose()
