@@ -144,14 +144,13 @@ class Worker:
             )
             failed = [task for task in [*duties, self._listener.watching] if task.done()]
             self.exchange.stop_claiming_ahead()
+            # A duty failed (the heartbeat, perhaps: then no lease is kept): running
+            # analyses go back to the queue at once.
+            grace = 0.0 if failed else self.settings.grace_seconds
             busy = sum(slot.job is not None for slot in self.slots)
-            log.info(
-                "stopping: no more claims; %d analyses get %.0f s",
-                busy,
-                self.settings.grace_seconds,
-            )
+            log.info("stopping: no more claims; %d analyses get %.0f s", busy, grace)
             stop.set()
-            _, pending = await asyncio.wait(slots, timeout=self.settings.grace_seconds)
+            _, pending = await asyncio.wait(slots, timeout=grace)
             if pending:
                 for slot in self.slots:
                     slot.interrupt(Interrupt.SHUTDOWN)
@@ -226,12 +225,13 @@ class Worker:
         )
 
     async def _heartbeat(self) -> None:
+        # Beat first: a heartbeat started again after an error renews at once.
         while True:
-            await asyncio.sleep(self.settings.heartbeat_interval)
             try:
                 await self._beat()
             except TransientDatabaseError as exc:
                 log.warning("heartbeat: %s", exc)
+            await asyncio.sleep(self.settings.heartbeat_interval)
 
     async def _beat(self) -> None:
         """Renew the leases of every row this worker holds; stop the slots of rows taken

@@ -49,7 +49,8 @@ async def supervise(
     Raises `SupervisionError` after `bugs_before_giving_up` failures in a row that
     `transient` does not excuse."""
     loop = asyncio.get_running_loop()
-    delay, bugs = FIRST_DELAY_SECONDS, 0
+    first_delay = min(FIRST_DELAY_SECONDS, most_delay)
+    delay, bugs = first_delay, 0
     while True:
         started = loop.time()
         try:
@@ -57,7 +58,7 @@ async def supervise(
             return
         except Exception as exc:
             if loop.time() - started >= HEALTHY_SECONDS:
-                delay, bugs = FIRST_DELAY_SECONDS, 0
+                delay, bugs = first_delay, 0
             if transient(exc):
                 log.warning("%s: %s; starting it again in %.1f s", name, exc, delay)
             else:

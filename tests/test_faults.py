@@ -261,6 +261,48 @@ async def test_an_outage_longer_than_a_lease_costs_no_attempt(
     assert found["done"] == 11
 
 
+async def test_a_heartbeat_that_keeps_failing_stops_the_worker_with_status_1(
+    processes: Processes, database: AsyncEngine, completions: Completions
+) -> None:
+    # Every lease renewal (running → running with a new lease) fails: a bug as far as
+    # the worker can tell (SQLSTATE P0001), however often its heartbeat starts again.
+    async with database.begin() as connection:
+        for statement in (
+            """
+            CREATE FUNCTION refuse_renewals() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'renewals refused'; END $$
+            """,
+            """
+            CREATE TRIGGER refuse_renewals BEFORE UPDATE OF lease_expires_at ON analyses
+            FOR EACH ROW WHEN (OLD.status = 'running' AND NEW.status = 'running')
+            EXECUTE FUNCTION refuse_renewals()
+            """,
+        ):
+            await connection.execute(text(statement))
+    _, port = await processes.api()
+    worker = await processes.worker(**FAST_RECOVERY, ENGINE_GRACE_SECONDS="30")
+    submitted = await submit(http_url(port), fen=chess.STARTING_FEN, timeLimit=30.0)
+    await wait_for_row(database, submitted["id"], AnalysisStatus.RUNNING)
+    assert await worker.wait(30) == 1
+    assert "heartbeat failed with an unexpected error (5 of 5 in a row)" in worker.output
+    assert "renewals refused" in worker.output
+    row = await submissions.get(database, uuid.UUID(submitted["id"]))
+    assert row is not None
+    # Put straight back without the grace (no lease was kept), its claim not counted.
+    assert (row.status, row.attempts) == (AnalysisStatus.QUEUED, 0)
+    async with database.begin() as connection:
+        await connection.execute(text("DROP TRIGGER refuse_renewals ON analyses"))
+    await processes.worker(**FAST_RECOVERY)
+    await wait_for_row(database, submitted["id"], AnalysisStatus.RUNNING)
+    body = await post(
+        http_url(port),
+        "mutation($id: ID!) { cancelAnalysis(id: $id) { status } }",
+        {"id": submitted["id"]},
+    )
+    assert body["data"]["cancelAnalysis"]["status"] == "CANCELED"
+    await count_at_end(database, completions, accepted=1, report="heartbeat keeps failing")
+
+
 async def test_sigterm_a_worker_with_analyses_running(
     processes: Processes, database: AsyncEngine, completions: Completions
 ) -> None:
