@@ -24,8 +24,7 @@ from tests.rows import request, store, wait_terminal
 
 SUPERVISION = "runtime.supervision"
 QUICK = 0.001
-"""A `most_delay` that keeps the unit tests fast: every delay after the first is this
-(the first, 0.05 to 0.1 s, is not capped by `most_delay`)."""
+"""A `most_delay` that keeps the unit tests fast: it caps every delay, the first too."""
 
 
 class Failing:
