@@ -2,8 +2,9 @@
 
 - `GET /healthz`: the process answers (200); 503 once a background task could not be
   kept running (the process is stopping: restart it).
-- `GET /readyz`: the database answers and the LISTEN connection is up (200), else 503
-  with what is wrong, so a balancer sends no traffic to a process that cannot serve it.
+- `GET /readyz`: the database answers and takes writes, and the LISTEN connection is up
+  (200), else 503 with what is wrong, so a balancer sends no traffic to a process that
+  cannot serve it (a read-only database during a failover refuses every submission).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from collections.abc import Callable
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from api.context import Services
+from db import insight
 
 CHECK_TIMEOUT_SECONDS = 2.0
 
@@ -39,8 +40,8 @@ def router(services: Callable[[], Services | None]) -> APIRouter:
         database = "ok"
         try:
             async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
-                async with current.database.connect() as connection:
-                    await connection.execute(text("SELECT 1"))
+                if not await insight.writable(current.database):
+                    database = "read-only"
         except Exception as exc:  # any failure means: not ready
             database = f"unavailable: {type(exc).__name__}"
         listener = "ok" if current.hub.connected else "reconnecting"

@@ -103,10 +103,13 @@ def translate(exc: Exception) -> Exception:
     """The `db` error for a driver or SQLAlchemy error; `exc` itself when it is a bug."""
     if isinstance(exc, DatabaseError):
         return exc
+    # The driver's own words, without the statement SQLAlchemy adds to them.
+    cause = _driver_error(exc)
+    said = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
     if is_unavailable(exc):
-        return DatabaseUnavailableError(f"database unavailable: {exc}")
+        return DatabaseUnavailableError(f"database unavailable: {said}")
     if is_transient(exc):
-        return TransientDatabaseError(f"database: {exc}")
+        return TransientDatabaseError(f"database: {said}")
     return exc
 
 

@@ -1,4 +1,5 @@
-"""Read-only views of the queue: newest-first listings and queue statistics."""
+"""Read-only views of the queue: newest-first listings, queue statistics, and whether the
+database takes writes."""
 
 from __future__ import annotations
 
@@ -110,3 +111,16 @@ async def queue_stats(engine: AsyncEngine) -> QueueStats:
         workers=loads,
         running_unowned=sum(running.values()),
     )
+
+
+WRITABLE = """
+    -- a standby, or a primary switched read-only, answers but takes no writes
+    SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'
+    """
+
+
+@errors.translated
+async def writable(engine: AsyncEngine) -> bool:
+    """True when the database answers and would take this session's writes."""
+    async with engine.connect() as connection:
+        return bool((await connection.execute(text(WRITABLE))).scalar_one())

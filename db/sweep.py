@@ -8,8 +8,9 @@ row whose worker vanished as for one whose engine died.
 
 Leases lapse while the database is down, although their workers live on. A lease is
 therefore only taken back once the server has been up for `grace_seconds` (its workers
-reconnect and renew within a heartbeat or two); the caller likewise waits out a grace
-after its own last failure to reach the database.
+reconnect and renew within a heartbeat or two); the caller likewise waits until the
+database has taken writes for a grace (`writable`) after its own last failure, since a
+failover or a network cut restarts no server.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import uuid
 
 import asyncpg
 
-from db import claims, errors
+from db import claims, errors, insight
 from db.models import AnalysisStatus
 
 LOST = "worker lost (lease expired)"
@@ -34,6 +35,12 @@ EXPIRED = """
      ORDER BY lease_expires_at  -- over the partial lease index
      LIMIT $2
     """
+
+
+@errors.translated
+async def writable(pool: asyncpg.Pool) -> bool:
+    """True when the database answers and would take this session's writes."""
+    return bool(await pool.fetchval(insight.WRITABLE))
 
 
 @errors.translated

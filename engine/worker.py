@@ -260,22 +260,28 @@ class Worker:
 
     async def _sweep(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
-        # Until the database has been reachable for a lease, leases that lapsed while
-        # it was away may belong to live workers that have not renewed them yet.
+        # After a failure, leases that lapsed while the database was away may belong to
+        # live workers that have not renewed them yet: sweep again only once it has
+        # taken writes for a whole lease (their heartbeats renew every quarter lease).
         grace = self.settings.lease_seconds
-        failed_at = loop.time() - grace
+        writable_since: float | None = loop.time() - grace  # a new worker sweeps at once
         while not stop.is_set():
             interval = self.settings.sweep_interval
             await first_of(stop, timeout=interval * random.uniform(0.5, 1.5))
-            if stop.is_set() or loop.time() - failed_at < grace:
-                continue
+            if stop.is_set():
+                return
             try:
+                if writable_since is None:
+                    if await sweep.writable(self.pool):
+                        writable_since = loop.time()
+                    continue
+                if loop.time() - writable_since < grace:
+                    continue
                 await self._sweep_once(grace)
             except TransientDatabaseError as exc:
-                failed_at = loop.time()
-                log.warning(
-                    "sweep: %s; sweeping again %.0f s after the database is back", exc, grace
-                )
+                if writable_since is not None:
+                    log.warning("sweep: %s; sweeping again a lease after it is back", exc)
+                writable_since = None
 
     async def _sweep_once(self, grace: float) -> None:
         taken = await sweep.requeue_expired(self.pool, self.backoff, grace_seconds=grace)

@@ -45,10 +45,7 @@ from tests.test_faults import (
 )
 
 READ_ONLY_SECONDS = float(LEASE) + 2
-"""How long the database refuses writes: longer than a lease, so every lease lapses. A
-worker's sweep tries again a lease after its last failed try (at the switch, then a lease
-later), so the window closes at least two seconds before its third try: time enough for
-the heartbeats (every quarter lease) to renew the lapsed leases first."""
+"""How long the database refuses writes: longer than a lease, so every lease lapses."""
 PACE_SECONDS = 0.1
 """The stream submits one analysis this often (a rate, not a synchronisation)."""
 SUBSCRIBE_EVERY = 4
@@ -185,8 +182,10 @@ async def test_read_only_database_during_claims_and_finishes(
             http_url(port),
             json={"query": SUBMIT, "variables": {"input": {"fen": chess.STARTING_FEN}}},
         )
+        ready = await client.get(f"http://127.0.0.1:{port}/readyz")
     assert probe.status_code == 200, probe.text
     assert probe.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE", probe.text
+    assert (ready.status_code, ready.json()["database"]) == (503, "read-only")
     # The window is held open on purpose, past every lease.
     await asyncio.sleep(READ_ONLY_SECONDS - (time.monotonic() - switched_at))
     held = await _row(database, long["id"])
@@ -240,6 +239,42 @@ async def test_read_only_database_during_claims_and_finishes(
         f" {len(stream.refusals)} submissions refused; all {len(stream.accepted)} done"
         f" {caught_up:.1f} s after writes were allowed again"
     )
+
+
+async def test_writes_back_just_before_a_sweep_cost_no_attempt(
+    processes: Processes,
+    database: AsyncEngine,
+    server_url: str,
+    database_url: str,
+    completions: Completions,
+) -> None:
+    """A failover restarts no server, so only the sweeper's own grace protects the leases
+    that lapsed meanwhile: writes come back a moment before the sweep's next try, and the
+    sweep still waits until the heartbeats have renewed them."""
+    recovery = {**FAST_RECOVERY, "ENGINE_SWEEP_INTERVAL": "0.05"}
+    _, port = await processes.api()
+    workers = [await processes.worker(slots=2, **recovery) for _ in range(2)]
+    ids = [
+        (await submit(http_url(port), fen=chess.STARTING_FEN, timeLimit=1.0))["id"]
+        for _ in range(4)
+    ]
+    for analysis_id in ids:
+        await wait_for_row(database, analysis_id, AnalysisStatus.RUNNING)
+    await set_read_only(server_url, database_url, read_only=True)
+    await workers[0].wait_for_line("sweep:", timeout=10)
+    failed_at = time.monotonic()
+    # Two leases after the sweep first failed, every lease has lapsed; writes come back
+    # just before a sweeper that merely waited a lease after each failed try would sweep.
+    await asyncio.sleep(2 * float(LEASE) - 0.15)
+    assert time.monotonic() - failed_at < 2 * float(LEASE)
+    await set_read_only(server_url, database_url, read_only=False)
+    for analysis_id in ids:
+        await wait_for_row(database, analysis_id, AnalysisStatus.DONE, timeout=30)
+    assert await _attempts(database) == {1}
+    for worker in workers:
+        assert "took back" not in worker.output, worker.output
+        assert "result dropped" not in worker.output, worker.output
+    await count_at_end(database, completions, accepted=4, report="writes back before a sweep")
 
 
 async def _at_least_done(database: AsyncEngine, count: int) -> None:
