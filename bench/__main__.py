@@ -147,8 +147,9 @@ def table(report: dict[str, Any]) -> str:
         lines.append(
             f"engine       {engine['positions']} positions at {engine['time_limit']} s:"
             f" service {engine['service_rate']:.2f}/s,"
-            f" bare python-chess {engine['bare_rate']:.2f}/s,"
-            f" ratio {engine['ratio']:.3f}"
+            f" bare python-chess {engine['bare_rate']:.2f}/s (ratio {engine['ratio']:.3f}),"
+            f" bare with a new game per position {engine['bare_new_game_rate']:.2f}/s"
+            f" (ratio {engine['ratio_new_game']:.3f})"
         )
     for run in get("fan_out") or []:
         lines.append(

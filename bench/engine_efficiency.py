@@ -1,11 +1,17 @@
 """Engine efficiency: the same positions at the same time limit through the service and
-through a bare python-chess loop with as many Stockfish processes as the worker's slots."""
+through a bare python-chess loop with as many Stockfish processes as the worker's slots.
+
+The bare loop runs twice: as one writes it first (one game, the hash kept from position
+to position), and with a new game per position, as the service analyses (Stockfish's
+`ucinewgame` clears its hash, so an answer does not depend on what the engine saw
+before: the same request gets the same answer)."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,10 +43,16 @@ class Efficiency:
     engines: int
     service_rate: float
     bare_rate: float
+    bare_new_game_rate: float
 
     @property
     def ratio(self) -> float:
         return self.service_rate / self.bare_rate
+
+    @property
+    def ratio_new_game(self) -> float:
+        """Against the bare loop doing the same work (a new game per position)."""
+        return self.service_rate / self.bare_new_game_rate
 
 
 def positions(count: int, seed: int = 20261127) -> list[str]:
@@ -59,8 +71,9 @@ def positions(count: int, seed: int = 20261127) -> list[str]:
     return found[:count]
 
 
-async def bare(fens: list[str], time_limit: float, engines: int) -> float:
-    """Analyses per second of `engines` Stockfish processes fed straight from a list."""
+async def bare(fens: list[str], time_limit: float, engines: int, *, new_game: bool) -> float:
+    """Analyses per second of `engines` Stockfish processes fed straight from a list;
+    with `new_game`, each position is a game of its own."""
     path = find_stockfish(None)
     assert path is not None, "no Stockfish"
     pending = list(fens)
@@ -71,7 +84,9 @@ async def bare(fens: list[str], time_limit: float, engines: int) -> float:
         try:
             while pending:
                 await protocol.analyse(
-                    chess.Board(pending.pop()), chess.engine.Limit(time=time_limit)
+                    chess.Board(pending.pop()),
+                    chess.engine.Limit(time=time_limit),
+                    game=uuid.uuid4() if new_game else None,
                 )
         finally:
             await protocol.quit()
@@ -114,6 +129,7 @@ async def service(
 
 async def run(url: str, log_dir: Path, count: int, time_limit: float, engines: int) -> Efficiency:
     fens = positions(count)
-    bare_rate = await bare(fens, time_limit, engines)
+    bare_rate = await bare(fens, time_limit, engines, new_game=False)
+    bare_new_game_rate = await bare(fens, time_limit, engines, new_game=True)
     service_rate = await service(url, log_dir, fens, time_limit, engines)
-    return Efficiency(count, time_limit, engines, service_rate, bare_rate)
+    return Efficiency(count, time_limit, engines, service_rate, bare_rate, bare_new_game_rate)
