@@ -30,6 +30,7 @@ from db.settings import DatabaseSettings, asyncpg_dsn, with_database
 from engine.settings import EngineSettings, find_stockfish
 from engine.worker import Worker
 from runtime import logs
+from tests.processes import Completions, Processes
 from tooling import embedded_postgres
 
 REFERENCE_FEN = "8/8/6P1/4R3/8/6k1/2r5/6K1 b - - 0 1"
@@ -217,3 +218,18 @@ async def start_api(database_url: str) -> AsyncIterator[ApiFactory]:
 async def api(start_api: ApiFactory) -> Server:
     """The API with default settings."""
     return await start_api()
+
+
+@pytest.fixture
+async def processes(database_url: str, tmp_path: Path) -> AsyncIterator[Processes]:
+    group = Processes(database_url, tmp_path)
+    yield group
+    await group.close()
+
+
+@pytest.fixture
+async def completions(database_url: str) -> AsyncIterator[Completions]:
+    counter = Completions(database_url)
+    await counter.listener.start()
+    yield counter
+    await counter.listener.close()

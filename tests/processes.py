@@ -1,4 +1,5 @@
-"""Real worker and API processes for fault tests, with their logs read as they come."""
+"""Real worker and API processes for fault tests, with their logs read as they come, and a
+counter of the completions they announce."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import os
 import signal
 import socket
 import sys
+import uuid
+from collections import Counter
 from pathlib import Path
+
+from db import notifications
 
 
 def free_port() -> int:
@@ -124,3 +129,18 @@ class Processes:
         for child in self.started:
             with contextlib.suppress(Exception):
                 await child.wait(30)
+
+
+class Completions:
+    """Counts `analysis_done` notifications per id, across reconnects."""
+
+    def __init__(self, url: str) -> None:
+        self.counts: Counter[uuid.UUID] = Counter()
+        self.listener = notifications.Listener(
+            url, [notifications.ANALYSIS_DONE], self._count, ping_interval=0.5
+        )
+
+    def _count(self, _channel: str, payload: str) -> None:
+        analysis_id = notifications.parse_id_payload(payload)
+        assert analysis_id is not None
+        self.counts[analysis_id] += 1

@@ -14,7 +14,6 @@ import signal
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from db import notifications, submissions
+from db import submissions
 from db.models import AnalysisStatus
 from db.settings import DatabaseSettings
 from tests.graphql_client import COMPLETED, SUBMIT, post, submit, subscribe_transport_ws
-from tests.processes import Process, Processes
+from tests.processes import Completions, Process, Processes
 from tooling import embedded_postgres
 
 # Shorter than the defaults (8 s lease, 1 s sweep, 0.5 s first retry) to keep the suite
@@ -49,36 +48,6 @@ FAST_RECOVERY = (
 
 OUTAGE_SECONDS = 25.0
 """How long PostgreSQL stays down in the outage test: several leases."""
-
-
-class Completions:
-    """Counts `analysis_done` notifications per id, across reconnects."""
-
-    def __init__(self, url: str) -> None:
-        self.counts: Counter[uuid.UUID] = Counter()
-        self.listener = notifications.Listener(
-            url, [notifications.ANALYSIS_DONE], self._count, ping_interval=0.5
-        )
-
-    def _count(self, _channel: str, payload: str) -> None:
-        analysis_id = notifications.parse_id_payload(payload)
-        assert analysis_id is not None
-        self.counts[analysis_id] += 1
-
-
-@pytest.fixture
-async def processes(database_url: str, tmp_path: Path) -> AsyncIterator[Processes]:
-    group = Processes(database_url, tmp_path)
-    yield group
-    await group.close()
-
-
-@pytest.fixture
-async def completions(database_url: str) -> AsyncIterator[Completions]:
-    counter = Completions(database_url)
-    await counter.listener.start()
-    yield counter
-    await counter.listener.close()
 
 
 async def statuses(database: AsyncEngine) -> Counter[str]:
@@ -107,6 +76,16 @@ async def wait_for_running(database: AsyncEngine, count: int, timeout: float = 3
 
 def ids(analyses: list[dict[str, Any]]) -> list[uuid.UUID]:
     return [uuid.UUID(analysis["id"]) for analysis in analyses]
+
+
+async def cancel(port: int, analysis_id: str) -> str:
+    """Cancel an analysis through the API; its status afterwards."""
+    body = await post(
+        http_url(port),
+        "mutation($id: ID!) { cancelAnalysis(id: $id) { status } }",
+        {"id": analysis_id},
+    )
+    return str(body["data"]["cancelAnalysis"]["status"])
 
 
 async def count_at_end(
@@ -294,12 +273,7 @@ async def test_a_heartbeat_that_keeps_failing_stops_the_worker_with_status_1(
         await connection.execute(text("DROP TRIGGER refuse_renewals ON analyses"))
     await processes.worker(**FAST_RECOVERY)
     await wait_for_row(database, submitted["id"], AnalysisStatus.RUNNING)
-    body = await post(
-        http_url(port),
-        "mutation($id: ID!) { cancelAnalysis(id: $id) { status } }",
-        {"id": submitted["id"]},
-    )
-    assert body["data"]["cancelAnalysis"]["status"] == "CANCELED"
+    assert await cancel(port, submitted["id"]) == "CANCELED"
     await count_at_end(database, completions, accepted=1, report="heartbeat keeps failing")
 
 
@@ -330,12 +304,7 @@ async def test_sigterm_a_worker_with_analyses_running(
     # Another worker takes it over straight away.
     await processes.worker()
     await wait_for_row(database, long["id"], AnalysisStatus.RUNNING, timeout=10)
-    body = await post(
-        http_url(port),
-        "mutation($id: ID!) { cancelAnalysis(id: $id) { status } }",
-        {"id": long["id"]},
-    )
-    assert body["data"]["cancelAnalysis"]["status"] == "CANCELED"
+    assert await cancel(port, long["id"]) == "CANCELED"
     await count_at_end(database, completions, accepted=2, report="SIGTERM worker")
 
 

@@ -17,9 +17,8 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -33,11 +32,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.models import AnalysisStatus
 from db.settings import asyncpg_dsn
 from tests.graphql_client import COMPLETED, SUBMIT, submit, subscribe_transport_ws
-from tests.processes import Process, Processes
+from tests.processes import Completions, Process, Processes
 from tests.test_faults import (
     FAST_RECOVERY,
     LEASE,
-    Completions,
     count_at_end,
     http_url,
     wait_for_row,
@@ -53,21 +51,6 @@ SUBSCRIBE_EVERY = 4
 UNDER_TEST = "^chess-analysis-(api|worker)"
 """The `application_name`s of the processes under test; the test's own connections (the
 completion counter's LISTEN) are left alone, so that no completion goes uncounted."""
-
-
-@pytest.fixture
-async def processes(database_url: str, tmp_path: Path) -> AsyncIterator[Processes]:
-    group = Processes(database_url, tmp_path)
-    yield group
-    await group.close()
-
-
-@pytest.fixture
-async def completions(database_url: str) -> AsyncIterator[Completions]:
-    counter = Completions(database_url)
-    await counter.listener.start()
-    yield counter
-    await counter.listener.close()
 
 
 @dataclass

@@ -30,6 +30,16 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    rebuild_finished_index(sa.text("finished_at IS NOT NULL"))
+
+
+def downgrade() -> None:
+    rebuild_finished_index(None)
+
+
+def rebuild_finished_index(where: sa.TextClause | None) -> None:
+    """Drop and build the index again, both CONCURRENTLY (outside a transaction), so
+    that claims and finishes go on meanwhile; `where` makes it partial."""
     with op.get_context().autocommit_block():
         op.drop_index(
             "ix_analyses_finished_at",
@@ -41,19 +51,6 @@ def upgrade() -> None:
             "ix_analyses_finished_at",
             "analyses",
             ["finished_at"],
-            postgresql_where=sa.text("finished_at IS NOT NULL"),
+            postgresql_where=where,
             postgresql_concurrently=True,
-        )
-
-
-def downgrade() -> None:
-    with op.get_context().autocommit_block():
-        op.drop_index(
-            "ix_analyses_finished_at",
-            table_name="analyses",
-            if_exists=True,
-            postgresql_concurrently=True,
-        )
-        op.create_index(
-            "ix_analyses_finished_at", "analyses", ["finished_at"], postgresql_concurrently=True
         )
