@@ -1,30 +1,57 @@
-"""Opaque listing cursors: the (created_at, id) of a row, base64-encoded."""
+"""Opaque listing cursors: the (created_at, id) of a row, base64-encoded.
+
+A cursor is only ever text this module wrote. `decode` accepts exactly that text and
+refuses anything else with BAD_USER_INPUT: base64 of something else, text that is not
+UTF-8 once decoded, another shape, a UUID spelled another way, and dates with an offset
+other than UTC. The last matters most: a date such as `0001-01-01T00:00:00+14:00` is a
+valid ISO date that cannot be turned into UTC (the year would be 0), so the driver
+failed on it while sending the query, and the client got INTERNAL_SERVER_ERROR.
+"""
 
 from __future__ import annotations
 
 import base64
-import binascii
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from api.errors import BadUserInputError
 from db.insight import Position
 from db.models import Analysis
 
+MAX_CURSOR_LENGTH = 100
+"""Our cursors are 84 or 92 characters long (without or with microseconds); a longer
+string is refused before it is decoded."""
+
+NOT_OURS = "not a cursor from this listing"
+
 
 def encode(row: Analysis) -> str:
     """The cursor just after `row`."""
-    raw = f"{row.created_at.isoformat()}|{row.id}"
+    return _encode(Position(created_at=row.created_at, id=row.id))
+
+
+def _encode(position: Position) -> str:
+    raw = f"{position.created_at.astimezone(UTC).isoformat()}|{position.id}"
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
 def decode(cursor: str, field: str = "after") -> Position:
-    """The position `cursor` points at, or BadUserInputError."""
+    """The position `cursor` points at, or BadUserInputError naming `field`."""
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise BadUserInputError(field, NOT_OURS)
     try:
-        created_at, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        raw = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("utf-8")
+        created_at, separator, row_id = raw.partition("|")
         position = Position(created_at=datetime.fromisoformat(created_at), id=uuid.UUID(row_id))
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise BadUserInputError(field, "not a cursor from this listing") from exc
-    if position.created_at.tzinfo is None:
-        raise BadUserInputError(field, "not a cursor from this listing")
+    except (ValueError, UnicodeError) as exc:  # binascii.Error is a ValueError
+        raise BadUserInputError(field, NOT_OURS) from exc
+    # Only the exact text `encode` writes: UTC, our spelling of the date and the UUID.
+    # (base64 decoding skips characters outside its alphabet, and fromisoformat and
+    # UUID read several spellings, so decoding alone would take foreign text.)
+    if (
+        not separator
+        or position.created_at.utcoffset() != timedelta(0)
+        or _encode(position) != cursor
+    ):
+        raise BadUserInputError(field, NOT_OURS)
     return position

@@ -17,6 +17,22 @@ from db.submissions import NewAnalysis
 MAX_FEN_LENGTH = 120
 """A legal FEN is under 90 characters; anything much longer is refused unread."""
 
+MAX_HALFMOVE_CLOCK = 150
+"""The highest halfmove clock a game can reach. The 75-move rule (FIDE Laws 9.6.2, since
+2014) ends the game as a draw once 75 moves by each side (150 plies) pass without a
+capture or a pawn move, so a clock of 150 can stand in a game's last position and no
+larger one can occur. (Stockfish reads both counters into `int`s, which a counter of 32
+digits overflowed.)"""
+
+MAX_FULLMOVE_NUMBER = 10_000
+"""A round bound above the longest game the rules allow. A game holds at most 118
+captures and pawn moves, and the 75-move rule allows at most 150 plies without one, so no
+game lasts more than about 118 * 150 plies: exactly 17,697 (8,848½ moves, the last
+position being at move 8,849; Tom Murphy VII played one out, "Is this the longest chess
+game?", SIGBOVIK 2020). A fullmove number above 8,849 is made up; 10,000 leaves a margin
+and keeps the counter far from overflowing the engine's."""
+
+
 STATUS_REASONS = {
     chess.STATUS_NO_WHITE_KING: "White has no king",
     chess.STATUS_NO_BLACK_KING: "Black has no king",
@@ -55,6 +71,7 @@ def parse_position(fen: str) -> chess.Board:
         board = chess.Board(fen)
     except ValueError as exc:
         raise BadUserInputError("fen", f"not a valid FEN ({exc})") from exc
+    _check_counters(board)
     status = board.status()
     if _castling_dropped(fen, board):
         # python-chess silently drops some rights it cannot place; refuse them all alike.
@@ -67,6 +84,23 @@ def parse_position(fen: str) -> chess.Board:
         ]
         raise BadUserInputError("fen", "impossible position: " + "; ".join(reasons))
     return board
+
+
+def _check_counters(board: chess.Board) -> None:
+    """Refuse move counters no game can reach (python-chess takes any size)."""
+    reasons = []
+    if board.halfmove_clock > MAX_HALFMOVE_CLOCK:
+        reasons.append(
+            f"the halfmove clock is over {MAX_HALFMOVE_CLOCK}"
+            " (the 75-move rule ends a game when it reaches 150)"
+        )
+    if board.fullmove_number > MAX_FULLMOVE_NUMBER:
+        reasons.append(
+            f"the fullmove number is over {MAX_FULLMOVE_NUMBER}"
+            " (no game can last longer than 8,849 moves)"
+        )
+    if reasons:
+        raise BadUserInputError("fen", "impossible move counters: " + "; ".join(reasons))
 
 
 def _castling_dropped(fen: str, board: chess.Board) -> bool:

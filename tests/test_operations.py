@@ -19,13 +19,14 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin, Subprotocol
 
-from api import protection
+from api import cursors, protection
 from api.settings import ApiSettings
 from db import claims, insight
 from db.models import AnalysisStatus
 from tests.conftest import ApiFactory, Server
 from tests.graphql_client import post, subscribe_transport_ws
 from tests.rows import store
+from tests.test_validation import CRAFTED_CURSORS
 
 LIST = """
 query List($first: Int!, $after: String, $status: AnalysisStatus) {
@@ -208,6 +209,26 @@ async def test_listing_refuses_bad_arguments(
     [error] = body["errors"]
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert error["message"].startswith(f"{field}: ")
+
+
+async def test_listing_refuses_crafted_cursors_as_bad_input(
+    api: Server, database: AsyncEngine
+) -> None:
+    # Cursors that decode but are not ours, among them well-formed dates that cannot be
+    # put in UTC (which used to reach the driver and come back INTERNAL_SERVER_ERROR).
+    await store(database)
+    for name, cursor in CRAFTED_CURSORS.items():
+        body = await post(api.http_url, LIST, {"first": 5, "after": cursor})
+        assert body["data"] is None, name
+        [error] = body["errors"]
+        assert error["message"] == "after: not a cursor from this listing", name
+        assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": "after"}, name
+    # Our own cursors still page, at the ends of the date range too.
+    assert ids(await list_page(api, first=5))
+    for extreme in (datetime.min, datetime.max):
+        position = insight.Position(extreme.replace(tzinfo=UTC), uuid.uuid4())
+        page = await list_page(api, first=5, after=cursors._encode(position))
+        assert len(ids(page)) == (1 if extreme == datetime.max else 0)
 
 
 @pytest.mark.parametrize(

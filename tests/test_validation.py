@@ -1,13 +1,19 @@
-"""Validation at the edge: pure functions, no server needed."""
+"""Validation at the edge (positions, limits, ids, listing cursors): pure functions, no
+server needed."""
 
 from __future__ import annotations
 
+import base64
 import math
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 
+from api import cursors
 from api.errors import BadUserInputError
 from api.validation import Limits, parse_id, validate_submission
+from db.insight import Position
 from tests.conftest import REFERENCE_FEN
 
 LIMITS = Limits(max_moves_to_return=10, max_time_limit=60.0, max_depth_limit=60)
@@ -98,3 +104,105 @@ def test_malformed_ids_are_bad_input(value: str) -> None:
 
 def test_a_uuid_is_an_id() -> None:
     assert str(parse_id("8587e059-1693-48db-bb4c-78900c70c7c1")).startswith("8587e059")
+
+
+# --- move counters ----------------------------------------------------------------
+
+WITH_COUNTERS = "8/8/6P1/4R3/8/6k1/2r5/6K1 b - - {} {}"
+
+
+@pytest.mark.parametrize(("halfmove", "fullmove"), [(150, 1), (0, 10_000), (150, 8_849)])
+def test_accepts_the_largest_counters_a_game_can_have(halfmove: int, fullmove: int) -> None:
+    fen = WITH_COUNTERS.format(halfmove, fullmove)
+    assert submit(fen).fen == fen
+
+
+@pytest.mark.parametrize(
+    ("halfmove", "fullmove", "reasons"),
+    [
+        ("151", "1", ["halfmove clock is over 150"]),
+        ("0", "10001", ["fullmove number is over 10000"]),
+        ("9" * 32, "9" * 32, ["halfmove clock is over 150", "fullmove number is over 10000"]),
+        ("1" + "0" * 40, "1", ["halfmove clock is over 150"]),
+    ],
+)
+def test_refuses_move_counters_no_game_can_reach(
+    halfmove: str, fullmove: str, reasons: list[str]
+) -> None:
+    with pytest.raises(BadUserInputError) as caught:
+        submit(WITH_COUNTERS.format(halfmove, fullmove))
+    message = str(caught.value)
+    assert message.startswith("fen: impossible move counters: ")
+    assert all(reason in message for reason in reasons), message
+    assert "75-move rule" in message or "8,849" in message
+    assert caught.value.extensions == {"code": "BAD_USER_INPUT", "field": "fen"}
+
+
+def test_counters_python_reads_loosely_are_stored_as_plain_numbers() -> None:
+    # int() takes a sign, underscores and other scripts' digits; what is stored is the
+    # board's own FEN, with plain counters.
+    assert submit(WITH_COUNTERS.format("+1_0", "\u0663")).fen == WITH_COUNTERS.format(10, 3)
+
+
+# --- listing cursors --------------------------------------------------------------
+
+ROW_ID = uuid.UUID("8587e059-1693-48db-bb4c-78900c70c7c1")
+
+
+def b64(raw: str | bytes) -> str:
+    return base64.urlsafe_b64encode(raw if isinstance(raw, bytes) else raw.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "created_at",
+    [
+        datetime(2026, 11, 29, 13, 38, 31, 185705, tzinfo=UTC),
+        datetime(2026, 11, 29, tzinfo=UTC),
+        datetime.min.replace(tzinfo=UTC),
+        datetime.max.replace(tzinfo=UTC),
+    ],
+)
+def test_a_cursor_decodes_to_the_position_it_was_made_from(created_at: datetime) -> None:
+    position = Position(created_at=created_at, id=ROW_ID)
+    cursor = cursors._encode(position)
+    assert len(cursor) <= cursors.MAX_CURSOR_LENGTH
+    assert cursors.decode(cursor) == position
+
+
+CRAFTED_CURSORS = {
+    # well-formed dates that cannot be put in UTC (the year would be 0 or 10000)
+    "year 1, +14:00": b64(f"0001-01-01T00:00:00+14:00|{ROW_ID}"),
+    "year 9999, -14:00": b64(f"9999-12-31T23:59:59-14:00|{ROW_ID}"),
+    # another offset, no offset, another spelling of UTC
+    "+01:00": b64(f"2026-01-01T00:00:00+01:00|{ROW_ID}"),
+    "naive": b64(f"2026-01-01T00:00:00|{ROW_ID}"),
+    "Z": b64(f"2026-01-01T00:00:00Z|{ROW_ID}"),
+    "date only": b64(f"2026-01-01|{ROW_ID}"),
+    # other spellings of the UUID
+    "upper-case UUID": b64(f"2026-01-01T00:00:00+00:00|{str(ROW_ID).upper()}"),
+    "hex UUID": b64(f"2026-01-01T00:00:00+00:00|{ROW_ID.hex}"),
+    "URN UUID": b64(f"2026-01-01T00:00:00+00:00|urn:uuid:{ROW_ID}"),
+    # other shapes
+    "no separator": b64("hello"),
+    "empty": "",
+    "empty parts": b64("|"),
+    "extra part": b64(f"2026-01-01T00:00:00+00:00|{ROW_ID}|x"),
+    "huge numbers": b64("9" * 30 + "-01-01T00:00:00+00:00|" + "9" * 32),
+    "NUL": b64(f"2026-01-01T00:00:00+00:00\x00|{ROW_ID}"),
+    # not our base64
+    "not UTF-8": b64(b"\xff\xfe\xfd|\x80"),
+    "standard alphabet": base64.b64encode(b"\xfb\xff" + f"|{ROW_ID}".encode()).decode(),
+    "whitespace": " " + b64(f"2026-01-01T00:00:00+00:00|{ROW_ID}"),
+    "no padding": b64(f"2026-01-01T00:00:00+00:00|{ROW_ID}").rstrip("="),
+    "bad padding": "YQ",
+    "not ASCII": "é" * 8,
+    "too long": "A" * 10_000,
+}
+
+
+@pytest.mark.parametrize("cursor", CRAFTED_CURSORS.values(), ids=CRAFTED_CURSORS.keys())
+def test_crafted_cursors_are_bad_input_naming_the_argument(cursor: str) -> None:
+    with pytest.raises(BadUserInputError) as caught:
+        cursors.decode(cursor)
+    assert str(caught.value) == "after: not a cursor from this listing"
+    assert caught.value.extensions == {"code": "BAD_USER_INPUT", "field": "after"}
