@@ -64,3 +64,15 @@ class ApiSettings(BaseSettings):
     """Persisted documents kept per process (LRU); 0 turns persisted queries off."""
     persisted_queries_shared: bool = False
     """Also keep persisted documents in PostgreSQL, shared by every API process."""
+    persisted_queries_max_bytes: int = Field(default=10_000_000, ge=1_000, le=10_000_000_000)
+    """UTF-8 bytes of persisted documents kept per process: the least recently used go
+    first past this, as past `persisted_queries_size` entries; a larger one is not kept."""
+    persisted_query_days: float = Field(
+        default=30,
+        ge=0,
+        le=36500,
+        validation_alias=AliasChoices("PERSISTED_QUERY_DAYS", "API_PERSISTED_QUERY_DAYS"),
+    )
+    """A document kept in PostgreSQL longer ago than this is unknown to the API, even
+    before the workers' sweep (which reads the same `PERSISTED_QUERY_DAYS`) deletes it;
+    0: never expires."""
