@@ -1,9 +1,11 @@
-"""The ASGI application: FastAPI serving the GraphQL schema at /graphql.
+"""The ASGI application: the GraphQL schema at /graphql, FastAPI for the rest.
 
 HTTP queries and mutations, WebSocket subscriptions over `graphql-transport-ws` and the
-legacy `graphql-ws`, and GraphiQL on GET /graphql from a browser. WebSocket connections
-to /graphql go straight to their view (`api.router.WebSocketView`), past FastAPI's
-routing and the HTTP middleware, which has nothing to do for them.
+legacy `graphql-ws`, and GraphiQL on GET /graphql from a browser. Requests to /graphql
+go straight to their views (`api.http.GraphQLOverHTTP`, `api.router.WebSocketView`),
+past FastAPI's routing and middleware: a request id, CORS and the body-size limit wrap
+the HTTP view directly, CORS outermost after the id, so that a browser can read every
+refusal too. FastAPI serves the health checks, the metrics and GraphiQL's files.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import signal
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -35,30 +38,30 @@ from api.metrics import ApiMetrics
 from api.persisted_queries import PersistedQueries
 from api.protection import LimitBodySize
 from api.request_ids import RequestIds
-from api.router import Router, WebSocketView
+from api.router import WebSocketView
 from api.schema import build_schema
 from api.settings import ApiSettings
-from db.session import create_engine
+from db.session import create_engine, create_pool
 from db.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
 
 GRAPHQL_PATH = "/graphql"
+GRAPHQL_PATHS = (GRAPHQL_PATH, GRAPHQL_PATH + "/")
 
 
 class App(FastAPI):
-    """FastAPI, handing WebSocket connections to /graphql to the WebSocket view."""
+    """FastAPI, handing requests and WebSocket connections to /graphql to their views."""
 
+    graphql_http: ASGIApp | None = None
     graphql_websockets: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "websocket"
-            and scope["path"] == GRAPHQL_PATH
-            and self.graphql_websockets is not None
-        ):
-            await self.graphql_websockets(scope, receive, send)
-            return
+        if scope["type"] in ("http", "websocket") and scope["path"] in GRAPHQL_PATHS:
+            view = self.graphql_http if scope["type"] == "http" else self.graphql_websockets
+            if view is not None:
+                await view(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -73,6 +76,20 @@ async def stop_if_failed(app: FastAPI, hub: NotificationHub) -> None:
     os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's own graceful shutdown
 
 
+def cors_options(origins: list[str]) -> dict[str, Any]:
+    """What browsers on `origins` may do: call and read answers, errors and refusals."""
+    return {
+        "allow_origins": origins,
+        "allow_methods": ["GET", "POST", "OPTIONS"],
+        "allow_headers": ["*"],
+        "expose_headers": ["X-Request-ID"],
+    }
+
+
+def cors(app: ASGIApp, origins: list[str]) -> ASGIApp:
+    return CORSMiddleware(app, **cors_options(origins))
+
+
 def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: str) -> App:
     """The application for the database at `url`; connections open in its lifespan."""
     services: list[Services] = []
@@ -81,15 +98,18 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = create_engine(database_settings, url, application_name="chess-analysis-api")
         hub = NotificationHub(url, database, ping_interval=settings.listen_ping_interval)
+        pool = None
         try:
+            # Opened on the first submission: an idle API holds no connection for it.
+            pool = await create_pool(
+                database_settings, url, application_name="chess-analysis-api", min_size=0
+            )
             await hub.start()
-            persisted = None
-            if settings.persisted_queries_size > 0:
-                shared = database if settings.persisted_queries_shared else None
-                persisted = PersistedQueries(settings.persisted_queries_size, shared)
+            persisted = PersistedQueries.from_settings(settings, schema, database)
             services.append(
                 Services(
                     database=database,
+                    pool=pool,
                     hub=hub,
                     settings=settings,
                     metrics=metrics,
@@ -105,6 +125,8 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
             if "watch" in locals():
                 watch.cancel()
             await hub.close()
+            if pool is not None:
+                await pool.close()
             await database.dispose()
 
     async def context() -> Context:
@@ -112,10 +134,10 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
 
     metrics = ApiMetrics()
     schema = build_schema(settings, metrics)
-    graphql = Router(
+    graphql = GraphQLOverHTTP(
         schema,
-        path=GRAPHQL_PATH,
         context_getter=context,
+        persisted=lambda: services[0].persisted if services else None,
         graphql_ide="graphiql" if settings.graphiql else None,
         subscription_protocols=(MULTIPART_SUBSCRIPTION_PROTOCOL,),
     )
@@ -136,7 +158,6 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
     app = App(
         title="Chess analysis", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
-    app.include_router(graphql)
     if graphql.local_ide:
         ide.mount(app)
     app.include_router(health.router(lambda: services[0] if services else None))
@@ -145,23 +166,15 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
     async def metrics_page() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    # Outermost first: the request id covers everything, including refusals.
+    http: ASGIApp = LimitBodySize(graphql, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["*"],
-            expose_headers=["X-Request-ID"],
-        )
-    app.add_middleware(
-        GraphQLOverHTTP,
-        path="/graphql",
-        persisted=lambda: services[0].persisted if services else None,
-    )
+        http = cors(http, settings.cors_origins)
+        # The other routes (health, metrics) answer browsers on these origins too.
+        app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origins))
+    app.graphql_http = RequestIds(http)
+    app.graphql_websockets = RequestIds(websockets)
     app.add_middleware(LimitBodySize, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIds)
-    app.graphql_websockets = RequestIds(websockets)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

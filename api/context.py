@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info
@@ -20,6 +21,8 @@ class Services:
     """The long-lived parts of one API process, set up in the app's lifespan."""
 
     database: AsyncEngine
+    pool: asyncpg.Pool
+    """Plain asyncpg for the submit path: one statement, one round trip."""
     hub: NotificationHub
     settings: ApiSettings
     metrics: ApiMetrics
@@ -41,6 +44,7 @@ class Context(BaseContext):
     def __init__(self, services: Services) -> None:
         super().__init__()
         self.database = services.database
+        self.pool = services.pool
         self.hub = services.hub
         self.settings = services.settings
         self.metrics = services.metrics

@@ -1,35 +1,54 @@
-"""GraphQL over HTTP as the spec draft and Apollo Client expect, around Strawberry's view.
+"""GraphQL over HTTP: Strawberry's ASGI view with the hooks this service needs.
 
-Strawberry answers every GraphQL request with `application/json` and status 200, and
-refuses some malformed requests with plain text. This middleware, on the GraphQL path:
+The application hands HTTP requests for /graphql to this view before FastAPI's routing
+and middleware (as it hands it WebSockets), so a request is parsed once, executed, and
+its answer encoded once. Strawberry's own view answers every GraphQL request with
+`application/json` and status 200 and refuses malformed requests in plain text; here:
 
-- answers `application/graphql-response+json` to clients that accept it (Apollo Client
-  4 does), where a request error (no `data`: the document does not parse or validate) has
-  status 400, and `application/json` to the others, always with status 200;
-- refuses a mutation over GET with 405 and `Allow: POST`, a body that is not JSON with
-  415, and a body that does not parse with 400, each with a JSON error carrying a code;
-- resolves automatic persisted queries (see `api.persisted_queries`) over GET and POST.
+- a client that accepts `application/graphql-response+json` (Apollo Client 4 does) gets
+  it, with status 400 for a request error (no `data`: the document does not parse or
+  validate); the others get `application/json`, always with status 200;
+- every refusal is a JSON GraphQL error with `extensions.code`: a mutation or
+  subscription over GET is 405 with `Allow: POST`, a body that is not JSON 415, a body
+  that does not parse (or nests too deep, or carries text that is not Unicode) 400;
+- automatic persisted queries (`api.persisted_queries`) are resolved over GET and POST;
+- a browser's GET (it accepts text/html) gets GraphiQL, with `?query=` as its document.
 
-A browser's GET (it accepts text/html) is left to the router, which shows GraphiQL,
-with `?query=` as the IDE's starting document.
-
-Streaming answers (multipart subscriptions, the GraphiQL page) pass through untouched.
+Streaming answers (multipart subscriptions) are Strawberry's own.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError, OperationType, get_operation_ast, parse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
+from strawberry.types import ExecutionResult
 
+from api import ide
+from api.context import Context
 from api.persisted_queries import PersistedQueries, sha256
+
+log = logging.getLogger(__name__)
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
+MAX_JSON_DEPTH = 64
+"""Nesting a request body may have (a GraphQL request needs a handful of levels)."""
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+"""A JSON escape of a UTF-16 surrogate: the body may carry text that is not Unicode."""
+STATUS_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 
 
 class RequestError(Exception):
@@ -72,6 +91,7 @@ def response_type(accept: str) -> str:
     return JSON
 
 
+@functools.lru_cache(maxsize=256)
 def operation_type(query: str, operation_name: str | None) -> OperationType | None:
     """The type of the operation a request would run; None when it does not parse (the
     GraphQL layer then reports why)."""
@@ -82,56 +102,109 @@ def operation_type(query: str, operation_name: str | None) -> OperationType | No
     return None if operation is None else operation.operation
 
 
-class GraphQLOverHTTP:
-    """ASGI middleware for the GraphQL path; see the module docstring."""
+class GraphQLOverHTTP(GraphQL[Context, None]):
+    """Queries, mutations and multipart subscriptions over HTTP; see the module docstring."""
+
+    local_ide: bool = False
 
     def __init__(
         self,
-        app: ASGIApp,
-        path: str,
+        *args: Any,
+        context_getter: Callable[[], Awaitable[Context]],
         persisted: Callable[[], PersistedQueries | None],
+        **kwargs: Any,
     ) -> None:
-        self.app = app
-        self.path = path
-        self.persisted = persisted
+        super().__init__(*args, **kwargs)
+        self._context_getter = context_getter
+        self._persisted = persisted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].rstrip("/") != self.path:
-            await self.app(scope, receive, send)
-            return
-        headers = {key.decode().lower(): value.decode() for key, value in scope["headers"]}
-        answer_as = response_type(headers.get("accept", ""))
+        request = Request(scope, receive)
         try:
-            if scope["method"] == "GET" and "text/html" not in headers.get("accept", ""):
-                scope = await self._prepare_get(scope)
-            elif scope["method"] == "POST":
-                receive = await self._prepare_post(headers, receive)
+            response = await self.run(request)
         except RequestError as refusal:
-            await respond_error(send, refusal, answer_as)
-            return
-        await self.app(scope, receive, shape_response(send, answer_as))
+            response = refused(refusal, response_type(request.headers.get("accept", "")))
+        except HTTPException as exc:  # Strawberry's own refusals
+            code = STATUS_CODES.get(exc.status_code, "BAD_REQUEST")
+            strawberry_refusal = RequestError(exc.status_code, code, exc.reason)
+            answer_as = response_type(request.headers.get("accept", ""))
+            response = refused(strawberry_refusal, answer_as)
+        await response(scope, receive, send)
 
-    async def _prepare_get(self, scope: Scope) -> Scope:
-        params = dict(parse_qsl(scope["query_string"].decode(), keep_blank_values=True))
-        if "query" not in params and "extensions" not in params:
-            return scope  # the GraphiQL page, or Strawberry's own "no query" answer
-        extensions = decode_json_parameter(params.get("extensions"), "extensions")
-        query = await self._resolve_persisted(params.get("query"), extensions)
-        if query is None:
-            return scope
-        kind = operation_type(query, params.get("operationName") or None)
-        if kind in (OperationType.MUTATION, OperationType.SUBSCRIPTION):
-            raise RequestError(
-                405,
-                "METHOD_NOT_ALLOWED",
-                f"{kind.value}s are not allowed over GET; use POST",
-                {"allow": "POST"},
+    async def get_context(
+        self,
+        request: Request | WebSocket,  # noqa: ARG002 (every request shares the services)
+        response: Response | WebSocket,  # noqa: ARG002
+    ) -> Context:
+        return await self._context_getter()
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        sub_response = await super().get_sub_response(request)
+        sub_response.media_type = response_type(request.headers.get("accept", ""))
+        request.state.sub_response = sub_response
+        return sub_response
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A browser opening /graphql gets the IDE, with ?query= as its starting document
+        # (GraphiQL's own convention), rather than the query's result.
+        return bool(
+            self.graphql_ide
+            and request.method == "GET"
+            and "text/html" in request.headers.get("accept", "")
+        )
+
+    @property
+    def graphql_ide_html(self) -> str:
+        if self.local_ide:
+            return ide.page()
+        html: str = super().graphql_ide_html
+        return html
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        data: dict[str, Any]
+        if request.method == "GET":
+            data = dict(request.query_params)
+            data["extensions"] = json_parameter(data.get("extensions"), "extensions")
+            data["variables"] = json_parameter(data.get("variables"), "variables")
+        else:
+            data = await self._json_body(request)
+        query = await self._resolve_persisted(data.get("query"), data.get("extensions"))
+        if request.method == "GET" and isinstance(query, str):
+            operation_name = data.get("operationName")
+            kind = operation_type(
+                query, operation_name if isinstance(operation_name, str) else None
             )
-        params["query"] = query
-        return {**scope, "query_string": urlencode(params).encode()}
+            if kind in (OperationType.MUTATION, OperationType.SUBSCRIPTION):
+                raise RequestError(
+                    405,
+                    "METHOD_NOT_ALLOWED",
+                    f"{kind.value}s are not allowed over GET; use POST",
+                    {"allow": "POST"},
+                )
+        for name, kind_name, types in (
+            ("query", "a string", (str,)),
+            ("variables", "an object", (dict,)),
+            ("extensions", "an object", (dict,)),
+            ("operationName", "a string", (str,)),
+        ):
+            value = query if name == "query" else data.get(name)
+            if value is not None and not isinstance(value, types):
+                raise RequestError(
+                    400, "BAD_REQUEST", f"`{name}` must be {kind_name} or null, if provided"
+                )
+        transport = self._get_stream_transport_from_headers(request.headers)
+        return GraphQLRequestData(
+            query=query,
+            variables=data.get("variables"),
+            operation_name=data.get("operationName"),
+            extensions=data.get("extensions"),
+            protocol=transport.protocol if transport else "http",
+        )
 
-    async def _prepare_post(self, headers: dict[str, str], receive: Receive) -> Receive:
-        media = headers.get("content-type", "").split(";")[0].strip().lower()
+    async def _json_body(self, request: AsyncHTTPRequestAdapter) -> dict[str, Any]:
+        media = (request.content_type or "").split(";")[0].strip().lower()
         if media != JSON:
             raise RequestError(
                 415,
@@ -139,24 +212,20 @@ class GraphQLOverHTTP:
                 f"send the request as {JSON} (not {media or 'no content type'})",
                 {"accept": JSON},
             )
-        body = await read_body(receive)
-        try:
-            request = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RequestError(400, "BAD_REQUEST", f"the body is not valid JSON: {exc}") from exc
-        if isinstance(request, dict):
-            extensions = request.get("extensions")
-            query = await self._resolve_persisted(request.get("query"), extensions)
-            if query is not None and query != request.get("query"):
-                body = json.dumps({**request, "query": query}).encode()
-        return replay(body, receive)
+        body = await request.get_body()
+        data = decode_json(body if isinstance(body, bytes) else body.encode(), "the body")
+        if not isinstance(data, dict):
+            raise RequestError(
+                400, "BAD_REQUEST", "the body must be a JSON object (batches are not served)"
+            )
+        return data
 
-    async def _resolve_persisted(self, query: Any, extensions: Any) -> str | None:
+    async def _resolve_persisted(self, query: Any, extensions: Any) -> Any:
         """The document to run: `query` itself, or the one its persisted hash names."""
         persisted = extensions.get("persistedQuery") if isinstance(extensions, dict) else None
         if persisted is None:
-            return query if isinstance(query, str) else None
-        store = self.persisted()
+            return query
+        store = self._persisted()
         if store is None or not isinstance(persisted, dict) or persisted.get("version") != 1:
             raise RequestError(400, "PERSISTED_QUERY_NOT_SUPPORTED", "unsupported persisted query")
         claimed = persisted.get("sha256Hash")
@@ -172,121 +241,79 @@ class GraphQLOverHTTP:
             raise PersistedQueryNotFoundError
         return known
 
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        data = process_result(result)
+        errors: list[Any] = list(data.get("errors") or [])
+        request_error = (
+            bool(errors)
+            and data.get("data") is None
+            and not any("path" in error for error in errors)
+        )
+        for error in errors:
+            extensions: dict[str, Any] = error.setdefault("extensions", {})
+            extensions.setdefault("code", fallback_code(str(error.get("message")), request_error))
+        if request_error:
+            # The document never ran: per the spec the answer has no `data` at all.
+            data.pop("data", None)
+            sub_response: Response = request.state.sub_response
+            if sub_response.media_type == GRAPHQL_RESPONSE:
+                sub_response.status_code = 400
+        return data
 
-def decode_json_parameter(value: str | None, name: str) -> Any:
-    if not value:
-        return None
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        response.headers["content-type"] = sub_response.media_type or JSON
+        return response
+
+    def encode_json(self, data: object) -> str:
+        return json.dumps(data, separators=(",", ":"))
+
+
+def decode_json(text: bytes | str, what: str) -> Any:
+    """Parsed JSON; a 400 refusal for anything a GraphQL request cannot be made of."""
     try:
-        return json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise RequestError(400, "BAD_REQUEST", f"{name} is not valid JSON") from exc
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        reason = "nests too deep" if isinstance(exc, RecursionError) else f"is not JSON: {exc}"
+        raise RequestError(400, "BAD_REQUEST", f"{what} {reason}") from exc
+    raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+    if SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(data, ensure_ascii=False).encode()
+        except UnicodeEncodeError as exc:
+            message = f"{what} carries a lone UTF-16 surrogate, which is not Unicode text"
+            raise RequestError(400, "BAD_REQUEST", message) from exc
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise RequestError(400, "BAD_REQUEST", f"{what} nests deeper than {MAX_JSON_DEPTH}")
+    return data
 
 
-async def read_body(receive: Receive) -> bytes:
-    """The whole request body (its size is bounded by the body-size middleware)."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+def _depth(value: Any, level: int = 0) -> int:
+    """How deep `value` nests (stopping just past the limit)."""
+    if level > MAX_JSON_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(item, level + 1) for item in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(item, level + 1) for item in value), default=level + 1)
+    return level
 
 
-def replay(body: bytes, receive: Receive) -> Receive:
-    """A `receive` that hands `body` over once, then passes on what the client sends
-    next (its disconnect, which a streaming answer waits for)."""
-    sent = False
-
-    async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed
+def json_parameter(value: str | None, name: str) -> Any:
+    """A query-string parameter that carries JSON (GET's `variables`, `extensions`)."""
+    return decode_json(value, name) if value else None
 
 
-async def respond_error(send: Send, refusal: RequestError, answer_as: str) -> None:
-    body = json.dumps(
-        {"errors": [{"message": str(refusal), "extensions": {"code": refusal.code}}]}
-    ).encode()
-    headers = [
-        (b"content-type", answer_as.encode()),
-        (b"content-length", str(len(body)).encode()),
-        *((name.encode(), value.encode()) for name, value in refusal.headers.items()),
-    ]
-    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def shape_response(send: Send, answer_as: str) -> Send:
-    """A `send` that rewrites Strawberry's JSON answers (and its plain-text refusals);
-    anything else (streams, HTML) goes out as it comes."""
-    start: Message | None = None
-    chunks: list[bytes] = []
-
-    async def shaped(message: Message) -> None:
-        nonlocal start
-        if message["type"] == "http.response.start":
-            content_type = dict(message.get("headers", [])).get(b"content-type", b"")
-            if content_type.startswith(b"application/json") or content_type.startswith(
-                b"text/plain"
-            ):
-                start = message
-                return
-            await send(message)
-            return
-        if start is None or message["type"] != "http.response.body":
-            await send(message)
-            return
-        chunks.append(message.get("body", b""))
-        if message.get("more_body", False):
-            return
-        status, body = reshape(start["status"], b"".join(chunks), answer_as)
-        headers = [
-            (name, value)
-            for name, value in start.get("headers", [])
-            if name.lower() not in (b"content-type", b"content-length")
-        ]
-        headers += [
-            (b"content-type", answer_as.encode()),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    return shaped
-
-
-def reshape(status: int, body: bytes, answer_as: str) -> tuple[int, bytes]:
-    """Status and body for the negotiated media type."""
-    try:
-        result = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        # Strawberry's plain-text refusal: the same, as a GraphQL error.
-        message = body.decode(errors="replace").strip() or "bad request"
-        error = {"message": message, "extensions": {"code": "BAD_REQUEST"}}
-        return status, json.dumps({"errors": [error]}).encode()
-    if not isinstance(result, dict):
-        return status, body
-    errors: list[Any] = result.get("errors") or []
-    request_error = (
-        bool(errors) and result.get("data") is None and all("path" not in error for error in errors)
-    )
-    for entry in errors:
-        if isinstance(entry, dict):
-            extensions: dict[str, Any] = entry.setdefault("extensions", {})
-            extensions.setdefault("code", fallback_code(str(entry.get("message")), request_error))
-    if request_error:
-        # The document never ran: per the spec the answer has no `data` at all.
-        result.pop("data", None)
-        if answer_as == GRAPHQL_RESPONSE and status == 200:
-            status = 400
-    return status, json.dumps(result, separators=(",", ":")).encode()
+def refused(refusal: RequestError, answer_as: str) -> Response:
+    body = json.dumps({"errors": [{"message": str(refusal), "extensions": {"code": refusal.code}}]})
+    headers: Mapping[str, str] = refusal.headers
+    return Response(body, status_code=refusal.status, headers=headers, media_type=answer_as)
 
 
 def fallback_code(message: str, request_error: bool) -> str:

@@ -53,7 +53,7 @@ async def submit_analysis(info: ResolverInfo, input: SubmitAnalysisInput) -> Ana
         info.context.limits,
     )
     request = dataclasses.replace(request, max_attempts=settings.max_attempts)
-    row = await submissions.enqueue(info.context.database, request, max_queued=settings.max_queued)
+    row = await submissions.enqueue(info.context.pool, request, max_queued=settings.max_queued)
     if row is None:
         raise QueueFullError(settings.max_queued, settings.queue_full_retry_after)
     info.context.metrics.submit.observe(time.perf_counter() - started)

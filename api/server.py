@@ -24,5 +24,7 @@ def config(app: ASGIApp, settings: ApiSettings, *, port: int | None = None) -> u
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         ws=WEBSOCKET_IMPLEMENTATION,
+        http="httptools",
+        loop="uvloop",
         ws_per_message_deflate=settings.ws_compression,
     )

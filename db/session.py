@@ -26,14 +26,18 @@ def create_engine(
 
 
 async def create_pool(
-    settings: DatabaseSettings, url: str, *, application_name: str = "chess-analysis"
+    settings: DatabaseSettings,
+    url: str,
+    *,
+    application_name: str = "chess-analysis",
+    min_size: int = 1,
 ) -> asyncpg.Pool:
-    """A plain asyncpg pool for the worker's hot path (claims and finishes): one round
-    trip per statement, prepared statements, no ORM. Broken connections are replaced
-    by the pool itself."""
+    """A plain asyncpg pool for the hot paths (the worker's claims and outcomes, the
+    API's submissions): one round trip per statement, prepared statements, no ORM.
+    Broken connections are replaced by the pool itself."""
     pool: asyncpg.Pool = await asyncpg.create_pool(
         asyncpg_dsn(url),
-        min_size=1,
+        min_size=min_size,
         max_size=settings.pool_size,
         timeout=settings.connect_timeout,
         command_timeout=60,

@@ -6,11 +6,14 @@ workers, a row reaching done, failed or canceled wakes its subscribers.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from sqlalchemy import insert, select, text
+import asyncpg
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import errors
@@ -36,44 +39,61 @@ class NewAnalysis:
     """Claims allowed before a row whose engine or worker keeps dying is failed."""
 
 
-ROOM_IN_QUEUE = text(
-    """
+ENQUEUE = """
+    -- $1..$5 the request; $6 the queue's cap
     INSERT INTO analyses (fen, num_moves_to_return, time_limit, depth_limit, max_attempts)
-    SELECT :fen, :num_moves_to_return, :time_limit, :depth_limit, :max_attempts
-     -- counts at most :cap queued rows over the claim index, so the check stays cheap
+    SELECT $1, $2, $3, $4, $5
+     -- counts at most $6 queued rows over the claim index, so the check stays cheap
      WHERE (SELECT count(*) FROM (
-              SELECT 1 FROM analyses WHERE status = 'queued' LIMIT :cap) AS queued) < :cap
+              SELECT 1 FROM analyses WHERE status = 'queued' LIMIT $6) AS queued) < $6
     RETURNING *
     """
-)
+
+STORE_FINISHED = """
+    -- $1..$5 the request; $6 its result, known without an engine
+    INSERT INTO analyses (fen, num_moves_to_return, time_limit, depth_limit, max_attempts,
+                          status, result, finished_at)
+    VALUES ($1, $2, $3, $4, $5, 'done', $6::jsonb, now())
+    RETURNING *
+    """
+
+class Connections(Protocol):
+    """Where a plain asyncpg statement runs: the API's pool, or one connection."""
+
+    async def fetchrow(self, query: str, *args: object) -> Any: ...
 
 
 @errors.translated
-async def enqueue(engine: AsyncEngine, request: NewAnalysis, *, max_queued: int) -> Analysis | None:
+async def enqueue(
+    connections: Connections, request: NewAnalysis, *, max_queued: int
+) -> Analysis | None:
     """Store a request: queued, or done at once when its result is already known.
 
-    None when `max_queued` rows already wait: nothing is stored.
+    None when `max_queued` rows already wait: nothing is stored. One statement, one
+    round trip: the submit path's only visit to the database.
     """
-    fields = {
-        "fen": request.fen,
-        "num_moves_to_return": request.num_moves_to_return,
-        "time_limit": request.time_limit,
-        "depth_limit": request.depth_limit,
-        "max_attempts": request.max_attempts,
-    }
-    async with session(engine) as db, db.begin():
-        if request.finished_result is None:
-            statement = select(Analysis).from_statement(ROOM_IN_QUEUE)
-            row: Analysis | None = await db.scalar(statement, {**fields, "cap": max_queued})
-        else:
-            finished = insert(Analysis).values(
-                **fields,
-                status=AnalysisStatus.DONE,
-                result=[line.to_json() for line in request.finished_result],
-                finished_at=text("now()"),
-            )
-            row = await db.scalar(finished.returning(Analysis))
-    return row
+    fields = (
+        request.fen,
+        request.num_moves_to_return,
+        request.time_limit,
+        request.depth_limit,
+        request.max_attempts,
+    )
+    if request.finished_result is None:
+        record = await connections.fetchrow(ENQUEUE, *fields, max_queued)
+    else:
+        result = json.dumps([line.to_json() for line in request.finished_result])
+        record = await connections.fetchrow(STORE_FINISHED, *fields, result)
+    return None if record is None else analysis_from(record)
+
+
+def analysis_from(record: asyncpg.Record) -> Analysis:
+    """The model object of a row read over plain asyncpg (not attached to a session)."""
+    values = dict(record)
+    values["status"] = AnalysisStatus(values["status"])
+    if isinstance(values["result"], str):  # plain asyncpg hands jsonb over as text
+        values["result"] = json.loads(values["result"])
+    return Analysis(**values)
 
 
 @errors.translated

@@ -33,7 +33,11 @@ def request(
 
 async def store(database: AsyncEngine, new: submissions.NewAnalysis | None = None) -> Analysis:
     """Enqueue `new` (default: the reference position) with no queue cap."""
-    row = await submissions.enqueue(database, new or request(), max_queued=NO_CAP)
+    async with database.connect() as connection:
+        raw = await connection.get_raw_connection()
+        row = await submissions.enqueue(
+            raw.driver_connection, new or request(), max_queued=NO_CAP
+        )
     assert row is not None
     return row
 

@@ -226,14 +226,14 @@ async def test_enqueue_refuses_past_the_cap_and_stores_nothing(
     database: AsyncEngine, pool: asyncpg.Pool
 ) -> None:
     for _ in range(3):
-        assert await submissions.enqueue(database, request(), max_queued=3) is not None
-    assert await submissions.enqueue(database, request(), max_queued=3) is None
+        assert await submissions.enqueue(pool, request(), max_queued=3) is not None
+    assert await submissions.enqueue(pool, request(), max_queued=3) is None
     async with database.connect() as connection:
         count = (await connection.execute(text("SELECT count(*) FROM analyses"))).scalar_one()
     assert count == 3
     # Running rows do not count against the cap.
     await claim(pool, "a")
-    assert await submissions.enqueue(database, request(), max_queued=3) is not None
+    assert await submissions.enqueue(pool, request(), max_queued=3) is not None
 
 
 async def test_next_due_in_reports_the_earliest_retry(
