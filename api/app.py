@@ -21,7 +21,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.subscriptions import (
@@ -51,18 +51,57 @@ GRAPHQL_PATHS = (GRAPHQL_PATH, GRAPHQL_PATH + "/")
 
 
 class App(FastAPI):
-    """FastAPI, handing requests and WebSocket connections to /graphql to their views."""
+    """FastAPI, handing requests and WebSocket connections to /graphql to their views,
+    and refusing what comes past `max_connections` at once."""
 
     graphql_http: ASGIApp | None = None
     graphql_websockets: ASGIApp | None = None
+    max_connections: int = 10_000
+    open_connections: int = 0
+    """HTTP requests in progress and WebSockets open now."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and scope["path"] in GRAPHQL_PATHS:
+        if scope["type"] not in ("http", "websocket"):
+            await super().__call__(scope, receive, send)
+            return
+        if self.open_connections >= self.max_connections:
+            await busy(scope, receive, send)
+            return
+        self.open_connections += 1
+        try:
             view = self.graphql_http if scope["type"] == "http" else self.graphql_websockets
-            if view is not None:
+            if scope["path"] in GRAPHQL_PATHS and view is not None:
                 await view(scope, receive, send)
-                return
-        await super().__call__(scope, receive, send)
+            else:
+                await super().__call__(scope, receive, send)
+        finally:
+            self.open_connections -= 1
+
+
+BUSY_RETRY_AFTER_SECONDS = 1
+TRY_AGAIN_LATER = 1013
+"""The WebSocket close code for a server that is overloaded."""
+
+
+async def busy(scope: Scope, receive: Receive, send: Send) -> None:
+    """Refuse a request or WebSocket: the process holds `max_connections` already."""
+    if scope["type"] == "websocket":
+        # Accepted, then closed: a close before accepting reaches the client as a bare
+        # 403 on the handshake, without the reason.
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": TRY_AGAIN_LATER, "reason": "busy"})
+        return
+    error = {
+        "message": "the server is at its connection limit; retry shortly",
+        "extensions": {"code": "SERVICE_UNAVAILABLE", "retryAfter": BUSY_RETRY_AFTER_SECONDS},
+    }
+    response = JSONResponse(
+        {"errors": [error]},
+        status_code=503,
+        headers={"retry-after": str(BUSY_RETRY_AFTER_SECONDS)},
+    )
+    await response(scope, receive, send)
 
 
 async def stop_if_failed(app: FastAPI, hub: NotificationHub) -> None:
@@ -158,6 +197,7 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
     app = App(
         title="Chess analysis", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
+    app.max_connections = settings.max_connections
     if graphql.local_ide:
         ide.mount(app)
     app.include_router(health.router(lambda: services[0] if services else None))

@@ -26,5 +26,9 @@ def config(app: ASGIApp, settings: ApiSettings, *, port: int | None = None) -> u
         ws=WEBSOCKET_IMPLEMENTATION,
         http="httptools",
         loop="uvloop",
+        timeout_keep_alive=settings.keep_alive_seconds,
+        # The last line of defence against idle sockets; `api.app` refuses requests
+        # and WebSockets past `max_connections` itself, with a coded answer.
+        limit_concurrency=2 * settings.max_connections,
         ws_per_message_deflate=settings.ws_compression,
     )
