@@ -44,6 +44,20 @@ class ApiSettings(BaseSettings):
     ws_compression: bool = False
     """Offer permessage-deflate on WebSockets. Off: the messages are small JSON, and
     each compressed connection holds zlib state (about 100 KB) for as long as it lives."""
+    ws_max_message_bytes: int | None = Field(default=None, ge=1_000, le=100_000_000)
+    """Largest WebSocket message; a larger one closes the connection (1009, message too
+    big). Unset: `max_body_bytes`, so a document is bounded alike on every transport."""
+    ws_idle_timeout: float = Field(default=60.0, ge=0, le=86_400)
+    """Seconds an initialised WebSocket may hold no operation before it is closed (1000),
+    checked at each keep-alive; one with a subscription is never closed for this. 0: never."""
+
+    @property
+    def ws_message_limit(self) -> int:
+        """The largest WebSocket message accepted, in bytes."""
+        if self.ws_max_message_bytes is None:
+            return self.max_body_bytes
+        return self.ws_max_message_bytes
+
     max_query_depth: int = Field(default=8, ge=1, le=100)
     """Deepest selection nesting a document may have."""
     max_tokens: int = Field(default=2_000, ge=10, le=1_000_000)

@@ -1,0 +1,545 @@
+"""GraphQL over WebSockets: Strawberry's view and handlers, with what Strawberry leaves open.
+
+`WebSocketView` serves both subprotocols; the application hands it connections to
+/graphql before FastAPI's routing and middleware, so a subscriber holds a handful of
+coroutine frames for its connection instead of some thirty (a third of its memory).
+
+Every connection, on either protocol:
+
+- is closed (4408) if it sends no `connection_init` in time (Strawberry does this on
+  `graphql-transport-ws` only);
+- is closed (1009, message too big) by a message over `ApiSettings.ws_message_limit`
+  bytes, before the message is decoded;
+- has every operation answered: results, then `complete`; or an `error` with GraphQL
+  errors that carry `extensions.code`, whatever stopped the operation. Strawberry lets
+  an error raised while parsing (by its parser cache, which also enforces the token
+  limit) escape the result stream: it answered such a document with a bare `complete`
+  on `graphql-transport-ws` and with nothing at all on `graphql-ws`;
+- runs queries and mutations as well as subscriptions, as both protocols allow;
+- is closed (1000) once initialised if it holds no operation for
+  `ApiSettings.ws_idle_timeout` seconds (checked at each keep-alive): a connection that
+  does not subscribe costs memory and a file descriptor for nothing.
+
+Keep-alive: Strawberry's `ka` messages on `graphql-ws`; a server `ping` every interval
+on acknowledged `graphql-transport-ws` connections, off an event loop timer rather than
+a task per connection, so proxies do not close idle subscriptions and dead peers are
+found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
+from typing import Any, NamedTuple
+
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
+from strawberry.http.async_base_view import AsyncWebSocketAdapter
+from strawberry.http.exceptions import (
+    NonJsonMessageReceived,
+    NonTextMessageReceived,
+    WebSocketDisconnected,
+)
+from strawberry.schema.schema import StreamResult
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+    Operation,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    Message,
+    SubscribeMessage,
+)
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ConnectionInitMessage as LegacyConnectionInitMessage,
+)
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    OperationMessage,
+    StartMessage,
+)
+from strawberry.types.execution import ExecutionResult, PreExecutionError
+from strawberry.utils.aio import aclosing
+
+from api import errors
+from api.context import Context
+from api.metrics import ApiMetrics
+
+INIT_TIMEOUT_CLOSE_CODE = 4408
+"""The close code graphql-transport-ws uses for a missing `connection_init`."""
+
+BAD_REQUEST_CLOSE_CODE = 4400
+"""The close code graphql-transport-ws uses for a malformed message."""
+
+
+class Protocol(NamedTuple):
+    """What a client may send over one protocol, and which messages start and stop an
+    operation."""
+
+    types: frozenset[str]
+    start: str
+    stop: str
+
+
+TRANSPORT = Protocol(
+    frozenset({"connection_init", "ping", "pong", "subscribe", "complete"}),
+    "subscribe",
+    "complete",
+)
+LEGACY = Protocol(
+    frozenset({"connection_init", "connection_terminate", "start", "stop"}), "start", "stop"
+)
+
+MESSAGE_TOO_BIG_CLOSE_CODE = 1009
+"""RFC 6455's code for a message too big to process (what uvicorn sends past its own
+`ws_max_size`)."""
+
+IDLE_CLOSE_CODE = 1000
+"""RFC 6455's normal closure: the connection has nothing left to do. Not 4408 (that
+means "no connection_init" in graphql-transport-ws) nor another 44xx code: graphql-ws
+clients treat most of those as fatal and stop reconnecting, while after a 1000 a lazy
+client simply connects again for its next subscription."""
+
+
+class Counted:
+    """Counts a connection in the `websocket_connections` gauge while entered (a plain
+    object, not a generator: it lives as long as the connection)."""
+
+    __slots__ = ("_metrics",)
+
+    def __init__(self, view: Any) -> None:
+        self._metrics: ApiMetrics | None = getattr(view, "metrics", None)
+
+    def __enter__(self) -> None:
+        if self._metrics is not None:
+            self._metrics.websockets.inc()
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._metrics is not None:
+            self._metrics.websockets.dec()
+
+
+class NotJson:
+    """Stands for a message that is not JSON, where the protocol answers it rather than
+    closing the connection (`graphql-ws`)."""
+
+
+NOT_JSON = NotJson()
+
+
+class BoundedWebSocket(ASGIWebSocketAdapter):
+    """Strawberry's ASGI WebSocket adapter, with two changes: a text message longer than
+    `max_bytes` in UTF-8 closes the connection (1009) before it is decoded; one that is
+    not JSON (or nests too deep to decode) is handed on as `NOT_JSON` where Strawberry
+    would drop it in silence, for the handler to answer."""
+
+    max_bytes: int | None = None
+    """Set by the connection's handler from the settings; None: no bound."""
+
+    async def iter_json(
+        self, *, ignore_parsing_errors: bool = False
+    ) -> AsyncGenerator[object, None]:
+        try:
+            while self.ws.application_state != WebSocketState.DISCONNECTED:
+                text = await self.ws.receive_text()
+                if self.max_bytes is not None and longer_than(text, self.max_bytes):
+                    reason = f"message larger than {self.max_bytes} bytes"
+                    await self.close(MESSAGE_TOO_BIG_CLOSE_CODE, reason)
+                    return
+                try:
+                    decoded = self.view.decode_json(text)
+                except (ValueError, RecursionError) as error:  # not JSON, or nested too deep
+                    if not ignore_parsing_errors:
+                        raise NonJsonMessageReceived from error
+                    decoded = NOT_JSON  # for the handler to answer
+                yield decoded
+        except KeyError as error:  # a binary message: it has no "text"
+            raise NonTextMessageReceived from error
+        except WebSocketDisconnect:
+            pass
+
+
+def longer_than(text: str, limit: int) -> bool:
+    """Whether `text` takes more than `limit` bytes in UTF-8 (encoded only when the
+    count of characters cannot tell: one takes 1 to 4 bytes)."""
+    if len(text) > limit:
+        return True
+    return len(text) * 4 > limit and len(text.encode()) > limit
+
+
+def bound_messages(websocket: AsyncWebSocketAdapter, context: Context) -> None:
+    """Apply the settings' message limit to a connection's adapter."""
+    if isinstance(websocket, BoundedWebSocket):
+        websocket.max_bytes = context.settings.ws_message_limit
+
+
+async def next_result(results: StreamResult) -> ExecutionResult | None:
+    """The next result of an operation's stream, None at its end. An exception raised by
+    the stream itself becomes an error result, so that the client is answered."""
+    try:
+        result = await anext(results)
+    except StopAsyncIteration:
+        return None
+    except Exception as error:
+        return PreExecutionError(data=None, errors=[answerable(error)])
+    if not isinstance(result, ExecutionResult):  # incremental delivery is switched off
+        unsupported = GraphQLError("@defer and @stream are not supported over WebSockets")
+        return PreExecutionError(data=None, errors=[answerable(unsupported)])
+    return result
+
+
+def answerable(error: Exception) -> GraphQLError:
+    """The error to answer for one that escaped an operation's stream, and so missed the
+    schema's error shaping: GraphQL's own errors (a document that does not parse, or has
+    too many tokens) with their code, as over HTTP; anything else logged and masked."""
+    if isinstance(error, GraphQLError) and not errors.raised_by_resolver(error):
+        error.extensions = {**(error.extensions or {}), "code": errors.graphql_code(error)}
+        return error
+    wrapped = GraphQLError(str(error), original_error=error)
+    errors.log_unexpected([wrapped], None)
+    return errors.ShapeErrors().anonymise_error(wrapped)
+
+
+def message_problem(message: object, protocol: Protocol) -> str | None:
+    """What is wrong with the form of a client's message, if anything: the checks of the
+    graphql-ws reference server. Strawberry reads these fields without checking them,
+    and a wrong one crashed the connection or surfaced as an internal error. (The
+    answer never quotes the message: a close reason must be short, valid UTF-8.)"""
+    if isinstance(message, NotJson):
+        return "a message must be JSON"
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return "a message must be an object with a string type"
+    if message["type"] not in protocol.types:
+        return "unknown message type"
+    start, stop = protocol.start, protocol.stop
+    if message["type"] not in (start, stop):
+        return None
+    if not isinstance(message.get("id"), str) or not message["id"]:
+        return f"{message['type']}: id must be a non-empty string"
+    if message["type"] == stop:
+        return None
+    payload = message.get("payload")
+    if not isinstance(payload, dict):
+        return f"{start}: payload must be an object"
+    if not isinstance(payload.get("query"), str):
+        return f"{start}: payload.query must be a string"
+    for field, kind in (("variables", dict), ("operationName", str), ("extensions", dict)):
+        if payload.get(field) is not None and not isinstance(payload[field], kind):
+            expected = "an object" if kind is dict else "a string"
+            return f"{start}: payload.{field} must be {expected} or null"
+    return None
+
+
+def over_the_limit(
+    running: Collection[str], operation_id: str, limit: int | None
+) -> GraphQLError | None:
+    """The refusal of a new operation beyond the connection's `limit`, if it is one
+    (Strawberry's own refusal has no code): the client may end another operation, or
+    open another connection."""
+    if limit is None or operation_id in running or len(running) < limit:
+        return None
+    return GraphQLError(
+        f"Subscription limit reached: {limit} operations at once per connection",
+        extensions={"code": "BAD_REQUEST"},
+    )
+
+
+class ClosesWhenIdle:
+    """Closes an initialised connection that has held no operation for the settings'
+    `ws_idle_timeout` seconds. The check runs at each keep-alive (the ping timer, the
+    `ka` loop): a connection holds a timestamp for it, and no timer or task of its own."""
+
+    # A slot, not an attribute: as one more key in the handler's __dict__ it measured
+    # 0.7 KB more per subscriber (bench.fanout, 5,000 subscribers); as a slot, nothing.
+    __slots__ = ("_idle_since",)
+
+    websocket: AsyncWebSocketAdapter
+    context: Context
+    _idle_since: float | None
+    """When the connection last became idle (monotonic); None while an operation runs
+    and before it is initialised."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._idle_since = None
+
+    def _busy(self) -> bool:
+        """Whether the connection runs an operation."""
+        raise NotImplementedError
+
+    def _note_operations(self) -> None:
+        """Note that an operation started or ended: idle from now if none runs."""
+        self._idle_since = None if self._busy() else time.monotonic()
+
+    def _idle_too_long(self) -> bool:
+        timeout = self.context.settings.ws_idle_timeout
+        return (
+            timeout > 0
+            and self._idle_since is not None
+            and not self._busy()
+            and time.monotonic() - self._idle_since >= timeout
+        )
+
+    async def _close_idle(self) -> None:
+        timeout = self.context.settings.ws_idle_timeout
+        await self.websocket.close(IDLE_CLOSE_CODE, f"no operation in {timeout:g} s")
+
+
+class LegacyHandler(ClosesWhenIdle, BaseGraphQLWSHandler[Context, None]):
+    """`graphql-ws` (subscriptions-transport-ws) with the rules of this module."""
+
+    async def handle(self) -> None:
+        bound_messages(self.websocket, self.context)
+        deadline = asyncio.create_task(self._close_unless_initialised())
+        try:
+            with Counted(self.view):
+                await super().handle()
+        finally:
+            deadline.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await deadline
+
+    async def _close_unless_initialised(self) -> None:
+        view: Any = self.view
+        await asyncio.sleep(view.connection_init_wait_timeout.total_seconds())
+        if not self.connection_acknowledged:
+            await self.websocket.close(
+                code=INIT_TIMEOUT_CLOSE_CODE, reason="Connection initialisation timeout"
+            )
+
+    async def handle_message(self, message: OperationMessage) -> None:
+        """Answer a malformed message with an `error` (the protocol closes nothing for
+        it), and an unknown type too, as subscriptions-transport-ws's server does."""
+        problem = message_problem(message, LEGACY)
+        if problem is None:
+            await super().handle_message(message)
+            return
+        message_id = message.get("id") if isinstance(message, dict) else None
+        await self.websocket.send_json(
+            {
+                "type": "error",
+                "id": message_id if isinstance(message_id, str) else None,
+                "payload": {"message": problem, "extensions": {"code": "BAD_REQUEST"}},
+            }
+        )
+
+    async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        if self.connection_acknowledged:
+            self._note_operations()
+
+    async def handle_keep_alive(self) -> None:
+        """Strawberry's `ka` loop, which also closes the connection once idle too long."""
+        assert self.keep_alive_interval
+        while not self._idle_too_long():
+            await self.send_message({"type": "ka"})
+            await asyncio.sleep(self.keep_alive_interval)
+        await self._close_idle()
+
+    async def handle_start(self, message: StartMessage) -> None:
+        refusal = over_the_limit(self.tasks, message["id"], self.max_subscriptions_per_connection)
+        if refusal is not None and self.connection_acknowledged:
+            payload = refusal.formatted
+            await self.send_message({"type": "error", "id": message["id"], "payload": payload})
+            return
+        await super().handle_start(message)
+        self._note_operations()
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        await super().cleanup_operation(operation_id)
+        self._note_operations()
+
+    def _busy(self) -> bool:
+        return bool(self.tasks)
+
+    async def handle_async_results(
+        self,
+        operation_id: str,
+        query: str,
+        operation_name: str | None,
+        variables: dict[str, object] | None,
+    ) -> None:
+        """Run one operation: `data` for each result, then `complete`; or one `error`
+        when it cannot run (the protocol's error payload is one GraphQL error: the
+        first). `stop` ends it with `complete`, as Strawberry does."""
+        try:
+            results = await self.schema.stream(
+                query=query,
+                variable_values=variables,
+                operation_name=operation_name,
+                context_value=self.context,
+                root_value=self.root_value,
+            )
+            self.subscriptions[operation_id] = results
+            async with aclosing(results):
+                while (result := await next_result(results)) is not None:
+                    if isinstance(result, PreExecutionError):
+                        assert result.errors
+                        payload = result.errors[0].formatted
+                        await self.send_message(
+                            {"type": "error", "id": operation_id, "payload": payload}
+                        )
+                        return
+                    await self.send_data_message(result, operation_id)
+            await self.send_message({"type": "complete", "id": operation_id})
+        except asyncio.CancelledError:
+            await self.send_message({"type": "complete", "id": operation_id})
+        except WebSocketDisconnected:
+            pass  # the client has gone: nobody to answer
+        finally:
+            # Over, however it ended: it no longer counts towards the connection's
+            # subscription limit, and its id may be used again.
+            self.subscriptions.pop(operation_id, None)
+            self.tasks.pop(operation_id, None)
+            self._note_operations()
+
+
+class TransportHandler(ClosesWhenIdle, BaseGraphQLTransportWSHandler[Context, None]):
+    """`graphql-transport-ws` with the rules of this module, and server pings on
+    acknowledged connections."""
+
+    _ping_timer: asyncio.TimerHandle | None = None
+    _sending_ping: asyncio.Task[None] | None = None
+    _closing: asyncio.Task[None] | None = None
+
+    async def handle(self) -> None:
+        bound_messages(self.websocket, self.context)
+        with Counted(self.view):
+            await super().handle()
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        await super().handle_connection_init(message)
+        # Strawberry cancels its init deadline but keeps the task, and with it the
+        # CancelledError's traceback and frames, for the whole connection: a few KB
+        # per subscriber. Let the cancellation land, then let go of the task.
+        deadline, self.connection_init_timeout_task = self.connection_init_timeout_task, None
+        if deadline is not None:
+            deadline.cancel()
+            await asyncio.wait({deadline})
+        if self.connection_acknowledged and self._ping_timer is None:
+            self._note_operations()
+            self._schedule_ping()
+
+    async def handle_message(self, message: Message) -> None:
+        """Close the connection (4400) on a malformed message, as the protocol says."""
+        problem = message_problem(message, TRANSPORT)
+        if problem is None:
+            await super().handle_message(message)
+        else:
+            await self.websocket.close(code=BAD_REQUEST_CLOSE_CODE, reason=problem)
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        refusal = over_the_limit(
+            self.operations, message["id"], self.max_subscriptions_per_connection
+        )
+        if refusal is not None and self.connection_acknowledged:
+            payload = [refusal.formatted]
+            await self.send_message({"type": "error", "id": message["id"], "payload": payload})
+            return
+        await super().handle_subscribe(message)
+        self._note_operations()
+
+    def forget_id(self, id: str) -> None:
+        super().forget_id(id)
+        self._note_operations()
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        await super().cleanup_operation(operation_id)
+        self._note_operations()
+
+    def _busy(self) -> bool:
+        return bool(self.operations)
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        """Run one operation: `next` for each result, then `complete`; or `error` with
+        its GraphQL errors when it cannot run, whatever stopped it. Strawberry closes
+        the whole connection (4400) for a document that does not parse; here it is one
+        operation's error, as for any other invalid document."""
+        try:
+            results = await self.schema.stream(
+                operation.query,
+                variable_values=operation.variables,
+                context_value=self.context,
+                root_value=self.root_value,
+                operation_name=operation.operation_name,
+            )
+            async with aclosing(results):
+                while (result := await next_result(results)) is not None:
+                    if isinstance(result, PreExecutionError):
+                        await operation.send_initial_errors(result.errors or [])
+                        return
+                    await operation.send_next(result)
+            await operation.send_operation_message({"id": operation.id, "type": "complete"})
+        except WebSocketDisconnected:
+            self._forget(operation)  # the client has gone: nobody to answer
+        except Exception as error:
+            await self.handle_task_exception(error)
+            with contextlib.suppress(Exception):
+                await operation.send_initial_errors([answerable(error)])
+            self._forget(operation)
+
+    def _forget(self, operation: Operation[Context, None]) -> None:
+        if self.operations.get(operation.id) is operation:
+            self.forget_id(operation.id)
+
+    async def shutdown(self) -> None:
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+        if self._sending_ping is not None:
+            self._sending_ping.cancel()
+            await asyncio.wait({self._sending_ping})
+        await super().shutdown()
+
+    def _schedule_ping(self) -> None:
+        view: Any = self.view
+        self._ping_timer = asyncio.get_running_loop().call_later(
+            view.keep_alive_interval, self._ping
+        )
+
+    def _ping(self) -> None:
+        if self._idle_too_long():
+            self._closing = asyncio.create_task(self._close_idle())
+            self._closing.add_done_callback(_ignore_outcome)
+            return  # no more pings: the connection is closing
+        if self._sending_ping is None or self._sending_ping.done():
+            self._sending_ping = asyncio.create_task(self.send_message({"type": "ping"}))
+            self._sending_ping.add_done_callback(_ignore_outcome)
+        self._schedule_ping()
+
+
+def _ignore_outcome(task: asyncio.Task[None]) -> None:
+    """A message to a peer that has gone fails; the connection's own reader sees it end."""
+    if not task.cancelled():
+        task.exception()
+
+
+class WebSocketView(GraphQL[Context, None]):
+    """Subscriptions (and any other operation) over WebSockets, both protocols, with the
+    handlers above."""
+
+    graphql_ws_handler_class = LegacyHandler
+    graphql_transport_ws_handler_class = TransportHandler
+    websocket_adapter_class = BoundedWebSocket
+
+    def __init__(
+        self,
+        *args: Any,
+        context_getter: Callable[[], Awaitable[Context]],
+        metrics: ApiMetrics | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._context_getter = context_getter
+        self.metrics = metrics
+
+    async def get_context(
+        self,
+        request: Request | WebSocket,  # noqa: ARG002 (every connection shares the services)
+        response: Response | WebSocket,  # noqa: ARG002
+    ) -> Context:
+        return await self._context_getter()
