@@ -66,6 +66,16 @@ class ApiSettings(BaseSettings):
     """Field aliases a document may use (aliases multiply work)."""
     max_body_bytes: int = Field(default=100_000, ge=1_000, le=100_000_000)
     """Largest HTTP request body; larger ones are refused with 413 before they are read."""
+    max_connections: int = Field(default=10_000, ge=10, le=1_000_000)
+    """Requests in progress and WebSockets open at once in one process; past it an HTTP
+    request is refused with 503 SERVICE_UNAVAILABLE (and `Retry-After`), a WebSocket is
+    closed with 1013 (try again later). Idle keep-alive connections are bounded by
+    uvicorn at twice this."""
+    keep_alive_seconds: int = Field(default=75, ge=1, le=3600)
+    """Seconds an idle HTTP keep-alive connection stays open. Longer than the idle
+    timeout of the load balancers in front (AWS ALB and nginx: 60 s), so that the
+    balancer, not this server, closes an idle connection: a server that closes first
+    can race a request the balancer is sending on it, which then fails unanswered."""
     introspection: bool = True
     """Answer introspection queries (GraphiQL and codegen need them)."""
     cors_origins: list[str] = Field(default_factory=list)
