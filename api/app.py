@@ -2,7 +2,7 @@
 
 HTTP queries and mutations, WebSocket subscriptions over `graphql-transport-ws` and the
 legacy `graphql-ws`, and GraphiQL on GET /graphql from a browser. Requests to /graphql
-go straight to their views (`api.http.GraphQLOverHTTP`, `api.router.WebSocketView`),
+go straight to their views (`api.http.GraphQLOverHTTP`, `api.websockets.WebSocketView`),
 past FastAPI's routing and middleware: a request id, CORS and the body-size limit wrap
 the HTTP view directly, CORS outermost after the id, so that a browser can read every
 refusal too. FastAPI serves the health checks, the metrics and GraphiQL's files.
@@ -38,9 +38,9 @@ from api.metrics import ApiMetrics
 from api.persisted_queries import PersistedQueries
 from api.protection import LimitBodySize
 from api.request_ids import RequestIds
-from api.router import WebSocketView
 from api.schema import build_schema
 from api.settings import ApiSettings
+from api.websockets import WebSocketView
 from db.session import create_engine, create_pool
 from db.settings import DatabaseSettings
 
@@ -177,6 +177,7 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
         schema,
         context_getter=context,
         persisted=lambda: services[0].persisted if services else None,
+        max_tokens=settings.max_tokens,
         graphql_ide="graphiql" if settings.graphiql else None,
         subscription_protocols=(MULTIPART_SUBSCRIPTION_PROTOCOL,),
     )

@@ -17,6 +17,7 @@ from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import MaskErrors
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionContext
 
 from db.errors import TransientDatabaseError
@@ -61,6 +62,13 @@ class QueueFullError(ClientError):
         self.extensions["retryAfter"] = retry_after
 
 
+class BadRequestError(ClientError):
+    """The request names no operation that can run (an unknown operation name, or one
+    of a type the transport does not serve)."""
+
+    code = "BAD_REQUEST"
+
+
 class ServiceUnavailableError(ClientError):
     """The database cannot be reached right now; the client may retry."""
 
@@ -74,6 +82,11 @@ def client_error(error: GraphQLError) -> ClientError | None:
         return cause
     if isinstance(cause, TransientDatabaseError):
         return ServiceUnavailableError("the database is unavailable; retry shortly")
+    if isinstance(cause, CannotGetOperationTypeError):
+        return BadRequestError(cause.as_http_error_reason())
+    if isinstance(cause, InvalidOperationTypeError):
+        kind = cause.operation_type.value
+        return BadRequestError(f"{kind}s are not served over this transport")
     return None
 
 

@@ -23,7 +23,7 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
@@ -49,6 +49,7 @@ MAX_JSON_DEPTH = 64
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 """A JSON escape of a UTF-16 surrogate: the body may carry text that is not Unicode."""
 STATUS_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+ALLOW_POST = {"allow": "POST"}
 
 
 class RequestError(Exception):
@@ -91,14 +92,23 @@ def response_type(accept: str) -> str:
     return JSON
 
 
-@functools.lru_cache(maxsize=256)
-def operation_type(query: str, operation_name: str | None) -> OperationType | None:
-    """The type of the operation a request would run; None when it does not parse (the
-    GraphQL layer then reports why)."""
+SUBSCRIPTIONS_HERE = (
+    "subscriptions are served over a WebSocket (graphql-transport-ws or graphql-ws) or over"
+    " HTTP POST with `Accept: multipart/mixed;subscriptionSpec=1.0`"
+)
+
+
+@functools.lru_cache(maxsize=128)
+def operation_type(
+    query: str, operation_name: str | None, max_tokens: int
+) -> OperationType | GraphQLError | None:
+    """The type of the operation a request would run; the syntax error when the document
+    does not parse; None when it names no such operation (the GraphQL layer then says so).
+    Cached: a client sends the same few documents again and again."""
     try:
-        operation = get_operation_ast(parse(query, max_tokens=100_000), operation_name)
-    except GraphQLError:
-        return None
+        operation = get_operation_ast(parse(query, max_tokens=max_tokens), operation_name)
+    except GraphQLError as exc:
+        return exc
     return None if operation is None else operation.operation
 
 
@@ -112,11 +122,14 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
         *args: Any,
         context_getter: Callable[[], Awaitable[Context]],
         persisted: Callable[[], PersistedQueries | None],
+        max_tokens: int = 100_000,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._context_getter = context_getter
         self._persisted = persisted
+        self._max_tokens = max_tokens
+        """The schema's token limit: a stream refuses a longer document before it begins."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -171,18 +184,11 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
         else:
             data = await self._json_body(request)
         query = await self._resolve_persisted(data.get("query"), data.get("extensions"))
-        if request.method == "GET" and isinstance(query, str):
-            operation_name = data.get("operationName")
-            kind = operation_type(
-                query, operation_name if isinstance(operation_name, str) else None
-            )
-            if kind in (OperationType.MUTATION, OperationType.SUBSCRIPTION):
-                raise RequestError(
-                    405,
-                    "METHOD_NOT_ALLOWED",
-                    f"{kind.value}s are not allowed over GET; use POST",
-                    {"allow": "POST"},
-                )
+        transport = self._get_stream_transport_from_headers(request.headers)
+        if isinstance(query, str):
+            name = data.get("operationName")
+            kind = operation_type(query, name if isinstance(name, str) else None, self._max_tokens)
+            refuse_operation(kind, request.method, streaming=transport is not None)
         for name, kind_name, types in (
             ("query", "a string", (str,)),
             ("variables", "an object", (dict,)),
@@ -194,7 +200,6 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
                 raise RequestError(
                     400, "BAD_REQUEST", f"`{name}` must be {kind_name} or null, if provided"
                 )
-        transport = self._get_stream_transport_from_headers(request.headers)
         return GraphQLRequestData(
             query=query,
             variables=data.get("variables"),
@@ -273,6 +278,37 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
 
     def encode_json(self, data: object) -> str:
         return json.dumps(data, separators=(",", ":"))
+
+    async def create_streaming_response(
+        self,
+        request: Request | WebSocket,
+        stream: Callable[[], AsyncIterator[str]],
+        sub_response: Response,
+        headers: Mapping[str, str],
+    ) -> Response:
+        # Strawberry writes the Accept list it matched into the Content-Type
+        # ("multipart/mixed;boundary=graphql;subscriptionSpec=1.0,application/json"):
+        # the media type alone, with its parameters, is what a client can parse.
+        content_type = headers.get("Content-Type", "")
+        if content_type.startswith("multipart/mixed") and "," in content_type:
+            headers = {**headers, "Content-Type": content_type.split(",")[0].replace(";", "; ")}
+        return await super().create_streaming_response(request, stream, sub_response, headers)
+
+
+def refuse_operation(
+    kind: OperationType | GraphQLError | None, method: str, *, streaming: bool
+) -> None:
+    """Refuse, before it runs, an operation this request cannot carry."""
+    if method == "GET" and kind in (OperationType.MUTATION, OperationType.SUBSCRIPTION):
+        reason = "mutations are not allowed over GET; use POST"
+        if kind is OperationType.SUBSCRIPTION:
+            reason = SUBSCRIPTIONS_HERE
+        raise RequestError(405, "METHOD_NOT_ALLOWED", reason, ALLOW_POST)
+    if kind is OperationType.SUBSCRIPTION and not streaming:
+        raise RequestError(400, "BAD_REQUEST", SUBSCRIPTIONS_HERE)
+    if streaming and isinstance(kind, GraphQLError):
+        # A stream has begun before the operation is parsed; say it now instead.
+        raise RequestError(400, "GRAPHQL_PARSE_FAILED", kind.message)
 
 
 def decode_json(text: bytes | str, what: str) -> Any:

@@ -31,4 +31,6 @@ def config(app: ASGIApp, settings: ApiSettings, *, port: int | None = None) -> u
         # and WebSockets past `max_connections` itself, with a coded answer.
         limit_concurrency=2 * settings.max_connections,
         ws_per_message_deflate=settings.ws_compression,
+        # A larger message is refused (1009) while it is read, not once it is held.
+        ws_max_size=settings.ws_message_limit,
     )

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from api import ide
-from api.router import Router
+from api.context import Context
+from api.http import GraphQLOverHTTP
 from api.schema import schema
 from tests.conftest import Server
 
@@ -83,9 +84,15 @@ async def test_graphiql_runs_the_reference_mutation_offline(node: str, api: Serv
 
 def test_without_local_files_graphiql_comes_from_its_cdn(tmp_path: Path) -> None:
     assert not ide.installed(tmp_path)
-    router = Router(schema, graphql_ide="graphiql")
-    assert not router.local_ide
-    assert "https://" in router.graphql_ide_html
-    router.local_ide = True
-    assert "https://" not in router.graphql_ide_html
-    assert ide.STATIC_PATH in router.graphql_ide_html
+    view = GraphQLOverHTTP(
+        schema, graphql_ide="graphiql", context_getter=_no_context, persisted=lambda: None
+    )
+    assert not view.local_ide
+    assert "https://" in view.graphql_ide_html
+    view.local_ide = True
+    assert "https://" not in view.graphql_ide_html
+    assert ide.STATIC_PATH in view.graphql_ide_html
+
+
+async def _no_context() -> Context:
+    raise AssertionError("the IDE page needs no context")

@@ -186,3 +186,63 @@ async def test_subscriptions_over_http_multipart(api: Server) -> None:
     [payload] = [json.loads(part[part.index("{") :])["payload"] for part in parts]
     assert payload["data"]["analysisCompleted"]["status"] == "DONE"
     assert body.rstrip().endswith("--graphql--")
+
+
+MULTIPART = "multipart/mixed;subscriptionSpec=1.0,application/json"
+
+
+async def test_the_multipart_content_type_is_well_formed(api: Server) -> None:
+    mated = "rnb1kbnr/pppp1ppp/8/4p3/6Pq/5P2/PPPPP2P/RNBQKBNR w KQkq - 1 3"
+    done = await submit(api.http_url, fen=mated)
+    async with (
+        httpx.AsyncClient(timeout=10) as client,
+        client.stream(
+            "POST",
+            api.http_url,
+            json={"query": COMPLETED, "variables": {"id": done["id"]}},
+            headers={"accept": MULTIPART},
+        ) as response,
+    ):
+        await response.aread()
+    media, *parameters = (part.strip() for part in response.headers["content-type"].split(";"))
+    assert media == "multipart/mixed"
+    assert dict(parameter.split("=", 1) for parameter in parameters) == {
+        "boundary": "graphql",
+        "subscriptionSpec": "1.0",
+    }
+
+
+@pytest.mark.parametrize("accept", [None, "application/json", "text/event-stream"])
+async def test_a_subscription_over_plain_http_names_the_ways_that_work(
+    api: Server, accept: str | None
+) -> None:
+    query = {"query": COMPLETED, "variables": {"id": "00000000-0000-0000-0000-000000000000"}}
+    response = await request(api, json=query, accept=accept)
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert "WebSocket" in error["message"] and "multipart/mixed" in error["message"]
+    over_get = await request(api, "GET", params={"query": COMPLETED})
+    assert over_get.status_code == 405
+    assert over_get.headers["allow"] == "POST"
+    assert over_get.json()["errors"][0]["message"] == error["message"]
+
+
+async def test_a_multipart_subscription_that_does_not_parse_is_refused_before_it_streams(
+    api: Server,
+) -> None:
+    response = await request(
+        api, json={"query": "subscription { analysisCompleted(id: "}, accept=MULTIPART
+    )
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+    assert error["message"].startswith("Syntax Error")
+
+
+async def test_an_unknown_operation_name_is_a_bad_request(api: Server) -> None:
+    response = await request(api, json={"query": TYPENAME, "operationName": "Missing"})
+    assert response.status_code in (200, 400)
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "BAD_REQUEST"
+    assert "Missing" in error["message"]
