@@ -5,6 +5,7 @@ Positions are checked with python-chess directly (the API never starts an engine
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from dataclasses import dataclass
@@ -111,6 +112,16 @@ def _castling_dropped(fen: str, board: chess.Board) -> bool:
     return set(requested) - {"-"} != set(kept) - {"-"}
 
 
+@functools.lru_cache(maxsize=4096)
+def normalised(fen: str) -> tuple[str, bool]:
+    """The FEN of the position `fen` describes, as python-chess writes it, and whether
+    the side to move has a legal move; BadUserInputError if it is no real position.
+    Cached (refusals are not): clients send the same positions again and again, every
+    game starts alike, and reading a position is most of a submission's own work."""
+    board = parse_position(fen)
+    return board.fen(), any(board.generate_legal_moves())
+
+
 def validate_submission(
     fen: str,
     num_moves_to_return: int,
@@ -119,7 +130,7 @@ def validate_submission(
     limits: Limits,
 ) -> NewAnalysis:
     """A request ready to store, or BadUserInputError naming the first bad field."""
-    board = parse_position(fen)
+    position, playable = normalised(fen)
     if not 1 <= num_moves_to_return <= limits.max_moves_to_return:
         raise BadUserInputError(
             "numMovesToReturn", f"must be between 1 and {limits.max_moves_to_return}"
@@ -131,13 +142,12 @@ def validate_submission(
     if depth_limit is not None and not 1 <= depth_limit <= limits.max_depth_limit:
         raise BadUserInputError("depthLimit", f"must be between 1 and {limits.max_depth_limit}")
     # A position without legal moves (mate or stalemate) has an empty result: no engine.
-    finished = () if not any(board.generate_legal_moves()) else None
     return NewAnalysis(
-        fen=board.fen(),
+        fen=position,
         num_moves_to_return=num_moves_to_return,
         time_limit=time_limit,
         depth_limit=depth_limit,
-        finished_result=finished,
+        finished_result=None if playable else (),
     )
 
 
