@@ -26,9 +26,8 @@ import re
 from collections import OrderedDict
 
 import strawberry
-from graphql import ASTValidationRule, GraphQLError, GraphQLSchema, parse, specified_rules
+from graphql import GraphQLError, GraphQLSchema, parse, specified_rules
 from sqlalchemy.ext.asyncio import AsyncEngine
-from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 from strawberry.schema.schema import validate_document
 
 from api import protection
@@ -53,17 +52,11 @@ class DocumentCheck:
     """Parses and validates a document as the schema does before it runs an operation."""
 
     def __init__(self, schema: strawberry.Schema, settings: ApiSettings) -> None:
-        self._schema: GraphQLSchema = schema._schema
-        self._max_tokens: int | None = None
-        rules: list[type[ASTValidationRule]] = list(specified_rules)
-        # The very limits each operation gets, read from the extensions that apply them.
-        for factory in protection.extensions(settings):
-            extension = factory()
-            if isinstance(extension, MaxTokensLimiter):
-                self._max_tokens = extension.max_token_count
-            elif isinstance(extension, AddValidationRules):  # DisableIntrospection too
-                rules.extend(extension.validation_rules)
-        self._rules = tuple(rules)
+        self._schema: GraphQLSchema = protection.schema_of(schema)
+        # The very limits each operation gets.
+        limits = protection.document_limits(settings)
+        self._max_tokens = limits.max_tokens
+        self._rules = (*specified_rules, *limits.rules)
 
     def errors(self, query: str) -> list[GraphQLError]:
         """Why `query` would not run; empty when it would."""
