@@ -28,7 +28,7 @@ from typing import Any
 
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError, OperationType, get_operation_ast, parse
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -92,6 +92,7 @@ def response_type(accept: str) -> str:
     return JSON
 
 
+NO_QUERY = "no GraphQL query in the request: send `query`, or a persisted query's hash"
 SUBSCRIPTIONS_HERE = (
     "subscriptions are served over a WebSocket (graphql-transport-ws or graphql-ws) or over"
     " HTTP POST with `Accept: multipart/mixed;subscriptionSpec=1.0`"
@@ -135,6 +136,8 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
         request = Request(scope, receive)
         try:
             response = await self.run(request)
+        except ClientDisconnect:
+            return  # gone before its body was read: there is nobody to answer
         except RequestError as refusal:
             response = refused(refusal, response_type(request.headers.get("accept", "")))
         except HTTPException as exc:  # Strawberry's own refusals
@@ -183,12 +186,9 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
             data["variables"] = json_parameter(data.get("variables"), "variables")
         else:
             data = await self._json_body(request)
-        query = await self._resolve_persisted(data.get("query"), data.get("extensions"))
-        transport = self._get_stream_transport_from_headers(request.headers)
-        if isinstance(query, str):
-            name = data.get("operationName")
-            kind = operation_type(query, name if isinstance(name, str) else None, self._max_tokens)
-            refuse_operation(kind, request.method, streaming=transport is not None)
+        query, registering = await self._resolve_persisted(
+            data.get("query"), data.get("extensions")
+        )
         for name, kind_name, types in (
             ("query", "a string", (str,)),
             ("variables", "an object", (dict,)),
@@ -200,6 +200,13 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
                 raise RequestError(
                     400, "BAD_REQUEST", f"`{name}` must be {kind_name} or null, if provided"
                 )
+        if query is None:
+            raise RequestError(400, "BAD_REQUEST", NO_QUERY)
+        transport = self._get_stream_transport_from_headers(request.headers)
+        kind = operation_type(query, data.get("operationName"), self._max_tokens)
+        refuse_operation(kind, request.method, streaming=transport is not None)
+        if registering is not None:  # kept only once the request may run it
+            await registering()
         return GraphQLRequestData(
             query=query,
             variables=data.get("variables"),
@@ -225,11 +232,15 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
             )
         return data
 
-    async def _resolve_persisted(self, query: Any, extensions: Any) -> Any:
-        """The document to run: `query` itself, or the one its persisted hash names."""
+    async def _resolve_persisted(
+        self, query: Any, extensions: Any
+    ) -> tuple[Any, Callable[[], Awaitable[bool]] | None]:
+        """The document to run: `query` itself, or the one its persisted hash names; and,
+        when the client registers `query` under its hash, the storing of it, for the
+        caller to run once the request is known to be one the server runs."""
         persisted = extensions.get("persistedQuery") if isinstance(extensions, dict) else None
         if persisted is None:
-            return query
+            return query, None
         store = self._persisted()
         if store is None or not isinstance(persisted, dict) or persisted.get("version") != 1:
             raise RequestError(400, "PERSISTED_QUERY_NOT_SUPPORTED", "unsupported persisted query")
@@ -239,12 +250,11 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
         if isinstance(query, str):
             if sha256(query) != claimed.lower():
                 raise RequestError(400, "BAD_REQUEST", "provided sha does not match query")
-            await store.store(claimed.lower(), query)
-            return query
+            return query, functools.partial(store.store, claimed.lower(), query)
         known = await store.find(claimed.lower())
         if known is None:
             raise PersistedQueryNotFoundError
-        return known
+        return known, None
 
     async def process_result(
         self, request: Request, result: ExecutionResult

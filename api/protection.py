@@ -53,6 +53,11 @@ def _caches(size: int) -> tuple[Callable[..., DocumentNode], Callable[..., list[
     return lru_cache(maxsize=size)(parse), lru_cache(maxsize=size)(validate_document)
 
 
+UNVALIDATABLE = (
+    "the document cannot be validated: an empty selection set, or a literal beyond every range"
+)
+
+
 class Documents(SchemaExtension):
     """Parses and validates each operation's document within the limits, both cached.
 
@@ -72,10 +77,25 @@ class Documents(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         rules = context.validation_rules + self.limits.rules
-        context.pre_execution_errors = self._validate(
-            schema_of(context.schema), context.graphql_document, rules
-        )
+        try:
+            errors = self._validate(schema_of(context.schema), context.graphql_document, rules)
+            context.pre_execution_errors = [without_cause(error) for error in errors]
+        except (ValueError, TypeError, RecursionError):
+            # A document that parses yet breaks a rule's own code: an empty selection
+            # set trips the depth rule, an integer literal of thousands of digits
+            # Python's conversion. Refused like any document that does not validate.
+            context.pre_execution_errors = [GraphQLError(UNVALIDATABLE)]
         yield
+
+
+def without_cause(error: GraphQLError) -> GraphQLError:
+    """A validation error as the client should see it. graphql-core wraps what a value's
+    coercion raised (an integer literal of thousands of digits is beyond Python's
+    conversion) as a validation error with that cause; the cause would have it masked
+    as an internal error, where it is the document's fault."""
+    if error.original_error is None or isinstance(error.original_error, GraphQLError):
+        return error
+    return GraphQLError(error.message, nodes=error.nodes, extensions=error.extensions)
 
 
 def schema_of(schema: Any) -> GraphQLSchema:

@@ -12,14 +12,18 @@ state.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Collection
+from collections.abc import AsyncGenerator, Collection, Mapping
 from typing import NamedTuple
 
 from graphql import GraphQLError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.async_base_view import AsyncWebSocketAdapter
-from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
+from strawberry.http.exceptions import (
+    NonJsonMessageReceived,
+    NonTextMessageReceived,
+    WebSocketDisconnected,
+)
 from strawberry.schema.schema import StreamResult
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
@@ -94,6 +98,13 @@ class BoundedWebSocket(ASGIWebSocketAdapter):
             raise NonTextMessageReceived from error
         except WebSocketDisconnect:
             pass
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        # After a close (a message too big, say), a send is the peer's loss, not an
+        # error of the application: say so as Strawberry's handlers expect.
+        if self.ws.application_state == WebSocketState.DISCONNECTED:
+            raise WebSocketDisconnected
+        await super().send_json(message)
 
 
 def longer_than(text: str, limit: int) -> bool:

@@ -244,7 +244,8 @@ class LegacyHandler(ClosesWhenIdle, BaseGraphQLWSHandler[Context, None]):
                     await self.send_data_message(result, operation_id)
             await self.send_message({"type": "complete", "id": operation_id})
         except asyncio.CancelledError:
-            await self.send_message({"type": "complete", "id": operation_id})
+            with contextlib.suppress(WebSocketDisconnected):  # the client may be gone
+                await self.send_message({"type": "complete", "id": operation_id})
         except WebSocketDisconnected:
             pass  # the client has gone: nobody to answer
         finally:
