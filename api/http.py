@@ -92,6 +92,10 @@ def response_type(accept: str) -> str:
     return JSON
 
 
+STREAMS_SUBSCRIPTIONS_ONLY = (
+    "`Accept: multipart/mixed;subscriptionSpec=1.0` is for subscriptions: send queries and"
+    " mutations with `Accept: application/json`"
+)
 NO_QUERY = "no GraphQL query in the request: send `query`, or a persisted query's hash"
 SUBSCRIPTIONS_HERE = (
     "subscriptions are served over a WebSocket (graphql-transport-ws or graphql-ws) or over"
@@ -316,6 +320,8 @@ def refuse_operation(
         raise RequestError(405, "METHOD_NOT_ALLOWED", reason, ALLOW_POST)
     if kind is OperationType.SUBSCRIPTION and not streaming:
         raise RequestError(400, "BAD_REQUEST", SUBSCRIPTIONS_HERE)
+    if streaming and kind in (OperationType.QUERY, OperationType.MUTATION):
+        raise RequestError(400, "BAD_REQUEST", STREAMS_SUBSCRIPTIONS_ONLY)
     if streaming and isinstance(kind, GraphQLError):
         # A stream has begun before the operation is parsed; say it now instead.
         raise RequestError(400, "GRAPHQL_PARSE_FAILED", kind.message)

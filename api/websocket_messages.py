@@ -102,9 +102,12 @@ class BoundedWebSocket(ASGIWebSocketAdapter):
     async def send_json(self, message: Mapping[str, object]) -> None:
         # After a close (a message too big, say), a send is the peer's loss, not an
         # error of the application: say so as Strawberry's handlers expect.
-        if self.ws.application_state == WebSocketState.DISCONNECTED:
+        if WebSocketState.DISCONNECTED in (self.ws.application_state, self.ws.client_state):
             raise WebSocketDisconnected
-        await super().send_json(message)
+        try:
+            await super().send_json(message)
+        except RuntimeError as exc:  # how uvicorn refuses a send once it has closed
+            raise WebSocketDisconnected from exc
 
 
 def longer_than(text: str, limit: int) -> bool:
