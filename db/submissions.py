@@ -57,6 +57,7 @@ STORE_FINISHED = """
     RETURNING *
     """
 
+
 class Connections(Protocol):
     """Where a plain asyncpg statement runs: the API's pool, or one connection."""
 

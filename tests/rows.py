@@ -35,9 +35,7 @@ async def store(database: AsyncEngine, new: submissions.NewAnalysis | None = Non
     """Enqueue `new` (default: the reference position) with no queue cap."""
     async with database.connect() as connection:
         raw = await connection.get_raw_connection()
-        row = await submissions.enqueue(
-            raw.driver_connection, new or request(), max_queued=NO_CAP
-        )
+        row = await submissions.enqueue(raw.driver_connection, new or request(), max_queued=NO_CAP)
     assert row is not None
     return row
 
