@@ -12,6 +12,7 @@ state.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator, Collection, Mapping
 from typing import NamedTuple
 
@@ -108,6 +109,14 @@ class BoundedWebSocket(ASGIWebSocketAdapter):
             await super().send_json(message)
         except RuntimeError as exc:  # how uvicorn refuses a send once it has closed
             raise WebSocketDisconnected from exc
+
+    async def close(self, code: int, reason: str) -> None:
+        # uvicorn may have closed the connection itself (a message too big): closing it
+        # again is nothing to report.
+        if WebSocketState.DISCONNECTED in (self.ws.application_state, self.ws.client_state):
+            return
+        with contextlib.suppress(RuntimeError):
+            await super().close(code, reason)
 
 
 def longer_than(text: str, limit: int) -> bool:
