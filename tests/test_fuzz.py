@@ -36,6 +36,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -71,6 +72,9 @@ set_hypothesis_home_dir(str(Path(tempfile.gettempdir()) / "chess-analysis-hypoth
 FUZZ = settings(
     deadline=None,
     database=None,  # no example database written anywhere
+    # In CI the same examples every run, so that a red run means a change broke
+    # something; elsewhere new ones every run, to keep finding what is not known yet.
+    derandomize=bool(os.environ.get("CI")),
     suppress_health_check=[
         HealthCheck.function_scoped_fixture,  # one server per test, shared by its examples
         HealthCheck.too_slow,
