@@ -246,3 +246,34 @@ async def test_an_unknown_operation_name_is_a_bad_request(api: Server) -> None:
     error = response.json()["errors"][0]
     assert error["extensions"]["code"] == "BAD_REQUEST"
     assert "Missing" in error["message"]
+
+
+async def test_refusals_carry_the_cors_headers_a_browser_needs(start_api: ApiFactory) -> None:
+    origin = "https://app.example"
+    server = await start_api(cors_origins=[origin], max_body_bytes=1_000)
+    headers = {"origin": origin}
+    unknown_hash = {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}}
+    refusals = [
+        (
+            await request(
+                server, content=TYPENAME, headers={**headers, "content-type": "text/plain"}
+            ),
+            415,
+        ),
+        (await request(server, json={"query": TYPENAME, "pad": "x" * 2_000}, headers=headers), 413),
+        (
+            await request(
+                server,
+                content=b"{not json",
+                headers={**headers, "content-type": "application/json"},
+            ),
+            400,
+        ),
+        (await request(server, "GET", params={"query": "mutation { x }"}, headers=headers), 405),
+        (await request(server, json={"extensions": unknown_hash}, headers=headers), 200),
+    ]
+    for response, status in refusals:
+        assert response.status_code == status, response.text
+        assert response.headers["access-control-allow-origin"] == origin, response.headers
+        assert response.json()["errors"][0]["extensions"]["code"]
+    assert refusals[-1][0].json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
