@@ -8,9 +8,9 @@ import sys
 import uvicorn
 from pydantic import ValidationError
 
-from api import server
 from api.app import create_app
 from api.settings import ApiSettings
+from api.transport import server
 from db.settings import MISSING_URL, DatabaseSettings
 from runtime import logs
 from runtime.logs import LogSettings

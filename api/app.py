@@ -2,10 +2,11 @@
 
 HTTP queries and mutations, WebSocket subscriptions over `graphql-transport-ws` and the
 legacy `graphql-ws`, and GraphiQL on GET /graphql from a browser. Requests to /graphql
-go straight to their views (`api.http.GraphQLOverHTTP`, `api.websockets.WebSocketView`),
-past FastAPI's routing and middleware: a request id, CORS and the body-size limit wrap
-the HTTP view directly, CORS outermost after the id, so that a browser can read every
-refusal too. FastAPI serves the health checks, the metrics and GraphiQL's files.
+go straight to their views (`api.transport.http.GraphQLOverHTTP`,
+`api.transport.websockets.WebSocketView`), past FastAPI's routing and middleware: a
+request id, CORS and the body-size limit wrap the HTTP view directly, CORS outermost
+after the id, so that a browser can read every refusal too. FastAPI serves the health
+checks, the metrics and GraphiQL's files.
 """
 
 from __future__ import annotations
@@ -30,17 +31,18 @@ from strawberry.subscriptions import (
     MULTIPART_SUBSCRIPTION_PROTOCOL,
 )
 
-from api import health, ide
+from api import health
 from api.context import Context, Services
 from api.events import NotificationHub
-from api.http import GraphQLOverHTTP
 from api.metrics import ApiMetrics
-from api.persisted_queries import PersistedQueries
-from api.protection import LimitBodySize
-from api.request_ids import RequestIds
 from api.schema import build_schema
 from api.settings import ApiSettings
-from api.websockets import WebSocketView
+from api.transport import ide
+from api.transport.http import GraphQLOverHTTP
+from api.transport.persisted_queries import PersistedQueries
+from api.transport.protection import LimitBodySize
+from api.transport.request_ids import RequestIds
+from api.transport.websockets import WebSocketView
 from db.session import create_engine, create_pool
 from db.settings import DatabaseSettings
 

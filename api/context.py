@@ -11,8 +11,8 @@ from strawberry.types import Info
 
 from api.events import NotificationHub
 from api.metrics import ApiMetrics
-from api.persisted_queries import PersistedQueries
 from api.settings import ApiSettings
+from api.transport.persisted_queries import PersistedQueries
 from api.validation import Limits
 
 

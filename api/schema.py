@@ -13,10 +13,11 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.types import ExecutionContext
 
-from api import protection, resolvers
+from api import resolvers
 from api.errors import ShapeErrors, log_unexpected
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
+from api.transport import protection
 from api.types import Analysis, AnalysisConnection, QueueStats
 
 

@@ -20,10 +20,10 @@ import pytest
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api import server as api_server
 from api.app import create_app
 from api.context import Services
 from api.settings import ApiSettings
+from api.transport import server as api_server
 from db import migrations
 from db.session import create_engine, create_pool
 from db.settings import DatabaseSettings, asyncpg_dsn, with_database

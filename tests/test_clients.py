@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from api import ide
 from api.context import Context
-from api.http import GraphQLOverHTTP
 from api.schema import schema
+from api.transport import ide
+from api.transport.http import GraphQLOverHTTP
 from tests.conftest import Server
 
 CLIENTS = Path(__file__).resolve().parent / "clients"

@@ -32,7 +32,12 @@ def imported_packages(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_package_imports_respect_the_direction(package: str) -> None:
-    modules = sorted((ROOT / package).glob("*.py"))
+    modules = sorted(
+        path for path in (ROOT / package).rglob("*.py") if "node_modules" not in path.parts
+    )
     assert modules, f"no modules found in {package}/"
-    offenders = {module.name: imported_packages(module) & FORBIDDEN[package] for module in modules}
+    offenders = {
+        str(module.relative_to(ROOT)): imported_packages(module) & FORBIDDEN[package]
+        for module in modules
+    }
     assert {name: bad for name, bad in offenders.items() if bad} == {}

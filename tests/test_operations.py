@@ -18,8 +18,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin, Subprotocol
 
-from api import cursors, protection
+from api import cursors
 from api.settings import ApiSettings
+from api.transport import protection
 from db import claims, insight
 from db.models import AnalysisStatus
 from tests.conftest import ApiFactory, Server

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.persisted_queries import DocumentCheck, PersistedQueries, sha256
 from api.schema import build_schema
 from api.settings import ApiSettings
+from api.transport.persisted_queries import DocumentCheck, PersistedQueries, sha256
 from db import persisted_queries
 from tests.conftest import ApiFactory, Server
 

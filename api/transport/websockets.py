@@ -64,7 +64,7 @@ from strawberry.utils.aio import aclosing
 
 from api.context import Context
 from api.metrics import ApiMetrics
-from api.websocket_messages import (
+from api.transport.websocket_messages import (
     BAD_REQUEST_CLOSE_CODE,
     LEGACY,
     TRANSPORT,

@@ -11,7 +11,7 @@ its answer encoded once. Strawberry's own view answers every GraphQL request wit
 - every refusal is a JSON GraphQL error with `extensions.code`: a mutation or
   subscription over GET is 405 with `Allow: POST`, a body that is not JSON 415, a body
   that does not parse (or nests too deep, or carries text that is not Unicode) 400;
-- automatic persisted queries (`api.persisted_queries`) are resolved over GET and POST;
+- automatic persisted queries (`api.transport.persisted_queries`) are resolved over GET and POST;
 - a browser's GET (it accepts text/html) gets GraphiQL, with `?query=` as its document.
 
 Streaming answers (multipart subscriptions) are Strawberry's own.
@@ -36,9 +36,9 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
 from strawberry.types import ExecutionResult
 
-from api import ide
 from api.context import Context
-from api.persisted_queries import PersistedQueries, sha256
+from api.transport import ide
+from api.transport.persisted_queries import PersistedQueries, sha256
 
 log = logging.getLogger(__name__)
 

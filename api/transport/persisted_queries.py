@@ -6,7 +6,7 @@ is the error PERSISTED_QUERY_NOT_FOUND (HTTP 200), and the client sends the docu
 the hash together, which the server checks (a mismatch is 400) and stores.
 
 Only documents the schema would run are stored: each is parsed and validated first,
-with the schema's rules and the limits of `api.protection` (tokens, depth, aliases,
+with the schema's rules and the limits of `api.transport.protection` (tokens, depth, aliases,
 introspection), the checks every operation goes through. A refused document is not kept
 anywhere; the request runs it all the same, and GraphQL answers why it does not run.
 
@@ -30,8 +30,8 @@ from graphql import GraphQLError, GraphQLSchema, parse, specified_rules
 from sqlalchemy.ext.asyncio import AsyncEngine
 from strawberry.schema.schema import validate_document
 
-from api import protection
 from api.settings import ApiSettings
+from api.transport import protection
 from db import persisted_queries
 from db.errors import TransientDatabaseError
 

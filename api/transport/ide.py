@@ -14,7 +14,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-ASSETS = Path(__file__).resolve().parent / "ide_assets" / "node_modules"
+ASSETS = Path(__file__).resolve().parent.parent / "ide_assets" / "node_modules"
 STATIC_PATH = "/graphiql/static"
 FILES = {
     # URL directory: directory inside the installed packages

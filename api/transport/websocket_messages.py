@@ -1,5 +1,5 @@
 """What a WebSocket client sends, read and checked, and what it is answered when an
-operation fails: the parts of `api.websockets` that do not depend on the protocol's
+operation fails: the parts of `api.transport.websockets` that do not depend on the protocol's
 state.
 
 - A text message over the settings' limit closes the connection (1009) before it is
