@@ -40,9 +40,10 @@ UNREACHABLE = (
     TimeoutError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
 )
-CLOSED = ("connection is closed", "pool is closing", "pool is closed")
-"""How asyncpg's InterfaceError says the connection is gone (its other InterfaceErrors,
-such as a wrong number of arguments, are bugs)."""
+CLOSED = ("closed", "pool is closing", "not connected")
+"""How asyncpg's InterfaceError (and its InternalClientError) says the connection is gone:
+"connection is closed", "connection was closed in the middle of operation", "not
+connected". Its other InterfaceErrors, such as a wrong number of arguments, are bugs."""
 
 UNREACHABLE_STATES = frozenset(
     {
@@ -86,7 +87,9 @@ def is_unavailable(exc: BaseException) -> bool:
     cause = _driver_error(exc)
     if isinstance(cause, UNREACHABLE):
         return True
-    if isinstance(cause, asyncpg.exceptions.InterfaceError):
+    if isinstance(
+        cause, asyncpg.exceptions.InterfaceError | asyncpg.exceptions.InternalClientError
+    ):
         return any(words in str(cause) for words in CLOSED)
     state = getattr(cause, "sqlstate", None)
     return state in UNREACHABLE_STATES or (isinstance(state, str) and state.startswith("08"))

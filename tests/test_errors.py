@@ -18,6 +18,7 @@ E = asyncpg.exceptions
         TimeoutError(),
         E.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
         E.InterfaceError("cannot call Connection.fetch(): connection is closed"),
+        E.InternalClientError("not connected"),
         E.AdminShutdownError("terminating connection due to administrator command"),
         E.CannotConnectNowError("the database system is starting up"),
         E.TooManyConnectionsError("sorry, too many clients already"),
