@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -52,3 +53,13 @@ class Context(BaseContext):
 
 
 ResolverInfo = Info[Context, None]
+
+
+class SharedContext:
+    """Strawberry views whose every request or connection gets its context from one
+    getter: they all share the process's services."""
+
+    _context_getter: Callable[[], Awaitable[Context]]
+
+    async def get_context(self, request: object, response: object) -> Context:  # noqa: ARG002
+        return await self._context_getter()

@@ -168,43 +168,39 @@ async def test_shared_persisted_queries_reach_every_api_process(start_api: ApiFa
     assert answer.json() == {"data": {"__typename": "Query"}}
 
 
-async def test_subscriptions_over_http_multipart(api: Server) -> None:
-    mated = "rnb1kbnr/pppp1ppp/8/4p3/6Pq/5P2/PPPPP2P/RNBQKBNR w KQkq - 1 3"
-    done = await submit(api.http_url, fen=mated)
+MULTIPART = "multipart/mixed;subscriptionSpec=1.0,application/json"
+MATED = "rnb1kbnr/pppp1ppp/8/4p3/6Pq/5P2/PPPPP2P/RNBQKBNR w KQkq - 1 3"
+
+
+async def completed_over_multipart(api: Server, accept: str) -> tuple[str, str]:
+    """The Content-Type and the body of `analysisCompleted` for a finished analysis."""
+    done = await submit(api.http_url, fen=MATED)
     async with (
         httpx.AsyncClient(timeout=10) as client,
         client.stream(
             "POST",
             api.http_url,
             json={"query": COMPLETED, "variables": {"id": done["id"]}},
-            headers={"accept": 'multipart/mixed;boundary="graphql";subscriptionSpec=1.0'},
+            headers={"accept": accept},
         ) as response,
     ):
-        assert response.headers["content-type"].startswith("multipart/mixed")
-        body = (await response.aread()).decode()
+        return response.headers["content-type"], (await response.aread()).decode()
+
+
+async def test_subscriptions_over_http_multipart(api: Server) -> None:
+    content_type, body = await completed_over_multipart(
+        api, 'multipart/mixed;boundary="graphql";subscriptionSpec=1.0'
+    )
+    assert content_type.startswith("multipart/mixed")
     parts = [part for part in body.split("--graphql") if '"payload"' in part]
     [payload] = [json.loads(part[part.index("{") :])["payload"] for part in parts]
     assert payload["data"]["analysisCompleted"]["status"] == "DONE"
     assert body.rstrip().endswith("--graphql--")
 
 
-MULTIPART = "multipart/mixed;subscriptionSpec=1.0,application/json"
-
-
 async def test_the_multipart_content_type_is_well_formed(api: Server) -> None:
-    mated = "rnb1kbnr/pppp1ppp/8/4p3/6Pq/5P2/PPPPP2P/RNBQKBNR w KQkq - 1 3"
-    done = await submit(api.http_url, fen=mated)
-    async with (
-        httpx.AsyncClient(timeout=10) as client,
-        client.stream(
-            "POST",
-            api.http_url,
-            json={"query": COMPLETED, "variables": {"id": done["id"]}},
-            headers={"accept": MULTIPART},
-        ) as response,
-    ):
-        await response.aread()
-    media, *parameters = (part.strip() for part in response.headers["content-type"].split(";"))
+    content_type, _ = await completed_over_multipart(api, MULTIPART)
+    media, *parameters = (part.strip() for part in content_type.split(";"))
     assert media == "multipart/mixed"
     assert dict(parameter.split("=", 1) for parameter in parameters) == {
         "boundary": "graphql",

@@ -36,7 +36,7 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
 from strawberry.types import ExecutionResult
 
-from api.context import Context
+from api.context import Context, SharedContext
 from api.transport import ide
 from api.transport.persisted_queries import PersistedQueries, sha256
 
@@ -117,7 +117,7 @@ def operation_type(
     return None if operation is None else operation.operation
 
 
-class GraphQLOverHTTP(GraphQL[Context, None]):
+class GraphQLOverHTTP(SharedContext, GraphQL[Context, None]):
     """Queries, mutations and multipart subscriptions over HTTP; see the module docstring."""
 
     local_ide: bool = False
@@ -150,13 +150,6 @@ class GraphQLOverHTTP(GraphQL[Context, None]):
             answer_as = response_type(request.headers.get("accept", ""))
             response = refused(strawberry_refusal, answer_as)
         await response(scope, receive, send)
-
-    async def get_context(
-        self,
-        request: Request | WebSocket,  # noqa: ARG002 (every request shares the services)
-        response: Response | WebSocket,  # noqa: ARG002
-    ) -> Context:
-        return await self._context_getter()
 
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         sub_response = await super().get_sub_response(request)

@@ -34,9 +34,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http.async_base_view import AsyncWebSocketAdapter
 from strawberry.http.exceptions import (
@@ -62,7 +59,7 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 from strawberry.types.execution import PreExecutionError
 from strawberry.utils.aio import aclosing
 
-from api.context import Context
+from api.context import Context, SharedContext
 from api.metrics import ApiMetrics
 from api.transport.websocket_messages import (
     BAD_REQUEST_CLOSE_CODE,
@@ -375,7 +372,7 @@ def _ignore_outcome(task: asyncio.Task[None]) -> None:
         task.exception()
 
 
-class WebSocketView(GraphQL[Context, None]):
+class WebSocketView(SharedContext, GraphQL[Context, None]):
     """Subscriptions (and any other operation) over WebSockets, both protocols, with the
     handlers above."""
 
@@ -393,10 +390,3 @@ class WebSocketView(GraphQL[Context, None]):
         super().__init__(*args, **kwargs)
         self._context_getter = context_getter
         self.metrics = metrics
-
-    async def get_context(
-        self,
-        request: Request | WebSocket,  # noqa: ARG002 (every connection shares the services)
-        response: Response | WebSocket,  # noqa: ARG002
-    ) -> Context:
-        return await self._context_getter()
