@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 import sqlalchemy.exc
@@ -114,6 +114,28 @@ def translate(exc: Exception) -> Exception:
     if is_transient(exc):
         return TransientDatabaseError(f"database: {said}")
     return exc
+
+
+async def fetchrow(connection: Any, query: str, *args: object) -> Any:
+    """`connection.fetchrow`, where any error after which the connection is closed means
+    the server was lost, whatever the driver called it: the rule SQLAlchemy applies to
+    its own connections (a backend terminated under an idle pooled connection surfaces
+    in more than one way)."""
+    try:
+        return await connection.fetchrow(query, *args)
+    except Exception as exc:
+        if _closed(connection) and not isinstance(exc, DatabaseError):
+            raise DatabaseUnavailableError(f"database unavailable: {exc}") from exc
+        raise
+
+
+def _closed(connection: Any) -> bool:
+    """Whether `connection` is gone; a pooled one that broke has been handed back to its
+    pool already, and then refuses even the question."""
+    try:
+        return bool(connection.is_closed())
+    except asyncpg.exceptions.InterfaceError:
+        return True
 
 
 def translated(function: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:

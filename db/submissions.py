@@ -10,7 +10,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 from sqlalchemy import select, text
@@ -58,10 +58,8 @@ STORE_FINISHED = """
     """
 
 
-class Connections(Protocol):
-    """Where a plain asyncpg statement runs: the API's pool, or one connection."""
-
-    async def fetchrow(self, query: str, *args: object) -> Any: ...
+Connections = Any
+"""Where a plain asyncpg statement runs: the API's pool, or one connection."""
 
 
 @errors.translated
@@ -80,11 +78,17 @@ async def enqueue(
         request.depth_limit,
         request.max_attempts,
     )
+    arguments: tuple[object, ...]
     if request.finished_result is None:
-        record = await connections.fetchrow(ENQUEUE, *fields, max_queued)
+        statement, arguments = ENQUEUE, (*fields, max_queued)
     else:
         result = json.dumps([line.to_json() for line in request.finished_result])
-        record = await connections.fetchrow(STORE_FINISHED, *fields, result)
+        statement, arguments = STORE_FINISHED, (*fields, result)
+    if isinstance(connections, asyncpg.Pool):
+        async with connections.acquire() as connection:
+            record = await errors.fetchrow(connection, statement, *arguments)
+    else:
+        record = await errors.fetchrow(connections, statement, *arguments)
     return None if record is None else analysis_from(record)
 
 

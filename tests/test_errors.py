@@ -62,3 +62,12 @@ def test_errors_of_the_moment_are_transient_not_unavailable(exc: Exception) -> N
 def test_anything_else_is_a_bug_and_goes_up_unchanged(exc: Exception) -> None:
     assert not errors.is_transient(exc)
     assert errors.translate(exc) is exc
+
+
+async def test_a_statement_on_a_connection_terminated_under_it_is_unavailable(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as connection, pool.acquire() as admin:
+        await admin.execute("SELECT pg_terminate_backend($1)", connection.get_server_pid())
+        with pytest.raises(errors.DatabaseUnavailableError):
+            await errors.fetchrow(connection, "SELECT 1")
