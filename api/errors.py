@@ -1,11 +1,15 @@
 """Errors a client may see, and the shaping of every other error into a masked one.
 
-    ClientError                 (extensions.code)
-    ├── BadUserInputError       BAD_USER_INPUT       the request names a bad value
-    ├── NotFoundError           NOT_FOUND            no analysis has that id
-    ├── QueueFullError          QUEUE_FULL           too much work waits; retry after a while
-    └── ServiceUnavailableError SERVICE_UNAVAILABLE  the database cannot be reached now
+    ClientError                     (extensions.code)
+    ├── BadUserInputError           BAD_USER_INPUT       the request names a bad value
+    ├── BadUserInputGroupError      BAD_USER_INPUT       several bad values: one error each
+    ├── NotFoundError               NOT_FOUND            no analysis has that id
+    ├── QueueFullError              QUEUE_FULL           too much work waits; retry later
+    ├── BadRequestError             BAD_REQUEST          no operation that can run here
+    └── ServiceUnavailableError     SERVICE_UNAVAILABLE  the database cannot be reached now
 
+A resolver that finds several bad values raises them together (`BadUserInputGroupError`);
+the client sees each as an error of its own, with the resolver's path and locations.
 Anything else raised by a resolver is logged with its traceback and reaches the client
 as "Internal server error." with code INTERNAL_SERVER_ERROR.
 """
@@ -13,6 +17,7 @@ as "Internal server error." with code INTERNAL_SERVER_ERROR.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
@@ -44,6 +49,26 @@ class BadUserInputError(ClientError):
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}")
         self.extensions["field"] = field
+
+
+class BadUserInputGroupError(ClientError):
+    """Several values in the request are bad; nothing was stored. `ShapeErrors` answers
+    each as an error of its own."""
+
+    code = "BAD_USER_INPUT"
+
+    def __init__(self, errors: Sequence[BadUserInputError]) -> None:
+        super().__init__("; ".join(str(error) for error in errors))
+        self.errors = tuple(errors)
+        self.extensions["fields"] = [error.extensions["field"] for error in errors]
+
+
+def refusal(errors: Sequence[BadUserInputError]) -> ClientError:
+    """What to raise for the bad values `errors` (at least one): the error itself when
+    there is one, all of them together when there are several."""
+    if len(errors) == 1:
+        return errors[0]
+    return BadUserInputGroupError(errors)
 
 
 class NotFoundError(ClientError):
@@ -135,7 +160,7 @@ class ShapeErrors(MaskErrors):
         super().__init__(should_mask_error=raised_by_resolver)
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        shaped = super()._process_errors(errors)
+        shaped = super()._process_errors([part for error in errors for part in separated(error)])
         for error in shaped:
             if not (error.extensions or {}).get("code"):
                 error.extensions = {**(error.extensions or {}), "code": graphql_code(error)}
@@ -159,3 +184,22 @@ class ShapeErrors(MaskErrors):
             path=error.path,
             extensions=extensions,
         )
+
+
+def separated(error: GraphQLError) -> list[GraphQLError]:
+    """`error` as the client is to see it: one error for each bad value it carries, at
+    the same path and locations, or `error` itself."""
+    cause = error.original_error
+    if not isinstance(cause, BadUserInputGroupError):
+        return [error]
+    return [
+        GraphQLError(
+            message=str(part),
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            original_error=part,
+        )
+        for part in cause.errors
+    ]

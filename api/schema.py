@@ -39,7 +39,11 @@ class Query:
 class Mutation:
     submit_analysis: Analysis = strawberry.mutation(
         resolver=resolvers.submit_analysis,
-        description="Queue a position for analysis; returns at once (status QUEUED).",
+        description=(
+            "Queue a position for analysis; returns at once (status QUEUED). Bad input"
+            " stores nothing: each bad field is an error of its own, with code"
+            " BAD_USER_INPUT and the field's name in extensions.field."
+        ),
     )
     cancel_analysis: Analysis = strawberry.mutation(
         resolver=resolvers.cancel_analysis,

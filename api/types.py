@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
+import functools
 from datetime import datetime
 
+import chess
 import strawberry
 
 from db import models
@@ -21,6 +23,55 @@ class AnalysisStatus(enum.Enum):
     @classmethod
     def from_model(cls, status: models.AnalysisStatus) -> AnalysisStatus:
         return cls(status.value)
+
+
+@strawberry.enum(
+    description=(
+        "How the rules end the game in a position, told from the position alone (a FEN"
+        " keeps no history, so repetition cannot be told)."
+    )
+)
+class GameOver(enum.Enum):
+    CHECKMATE = strawberry.enum_value(
+        "checkmate", description="The side to move is in check and has no legal move."
+    )
+    STALEMATE = strawberry.enum_value(
+        "stalemate", description="The side to move is not in check and has no legal move."
+    )
+    INSUFFICIENT_MATERIAL = strawberry.enum_value(
+        "insufficient_material",
+        description="Neither side has the material to checkmate: the game is drawn.",
+    )
+    SEVENTYFIVE_MOVES = strawberry.enum_value(
+        "seventyfive_moves",
+        description=(
+            "75 moves by each side (halfmove clock 150) without a capture or a pawn move:"
+            " the game is drawn."
+        ),
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def game_over(fen: str) -> GameOver | None:
+    """How the rules end the game in the position `fen`; None when play goes on. A
+    position without a legal move is CHECKMATE or STALEMATE, whatever else holds, so
+    that these two are exactly the positions DONE with an empty result. Cached: the same
+    positions are read again and again (every listing, every game's start)."""
+    board = chess.Board(fen)
+    if board.is_checkmate():
+        return GameOver.CHECKMATE
+    if board.is_stalemate():
+        return GameOver.STALEMATE
+    if board.is_insufficient_material():
+        return GameOver.INSUFFICIENT_MATERIAL
+    if board.is_seventyfive_moves():
+        return GameOver.SEVENTYFIVE_MOVES
+    return None
+
+
+async def position_game_over(root: Analysis) -> GameOver | None:
+    """The `gameOver` of an analysis, worked out only when a client asks for it."""
+    return game_over(root.fen)
 
 
 @strawberry.type(description="One line of play the engine found, best first.")
@@ -51,13 +102,27 @@ class Line:
 @strawberry.type(description="A request to analyse a position, and its result once done.")
 class Analysis:
     id: strawberry.ID
-    fen: str
+    fen: str = strawberry.field(
+        description=(
+            "The position, as a full FEN of six fields (startpos and left-out move counters"
+            " written out)."
+        )
+    )
     num_moves_to_return: int
     time_limit: float
     depth_limit: int | None
     status: AnalysisStatus
     result: list[Line] | None = strawberry.field(
         description="Up to numMovesToReturn lines, best first; null until DONE."
+    )
+    game_over: GameOver | None = strawberry.field(
+        resolver=position_game_over,
+        description=(
+            "How the rules end the game in this position; null when play goes on."
+            " CHECKMATE and STALEMATE are the positions without a legal move: DONE at once,"
+            " with an empty result. INSUFFICIENT_MATERIAL and SEVENTYFIVE_MOVES positions"
+            " are drawn but still have moves, and are analysed like any other."
+        ),
     )
     error: str | None = strawberry.field(description="Why the analysis FAILED.")
     engine: str | None = strawberry.field(description='The engine that ran, e.g. "Stockfish 15.1".')
@@ -86,7 +151,19 @@ class Analysis:
 
 @strawberry.input(description="A position to analyse and the engine's limits.")
 class SubmitAnalysisInput:
-    fen: str = strawberry.field(description="The position in Forsyth-Edwards Notation.")
+    fen: str = strawberry.field(
+        description=(
+            "The position in Forsyth-Edwards Notation: board, side to move, castling"
+            " rights, en passant square, halfmove clock and fullmove number, e.g."
+            ' "rnbqkbnr/pppppppp/8/8/8/8/PPPPPPPP/RNBQKBNR w KQkq - 0 1". The two move'
+            ' counters may be left out (they are then "0 1"); the other fields may not.'
+            ' "startpos" stands for the standard starting position, as in UCI (moves after'
+            " it are not taken: send the FEN they lead to). Standard chess only: Chess960"
+            " and other variants are not supported (Shredder-FEN or X-FEN castling letters"
+            ' such as "HAha", castling rights only Chess960 explains, Crazyhouse pockets,'
+            " Three-check counts)."
+        )
+    )
     num_moves_to_return: int = strawberry.field(
         default=1, description="How many lines to return (MultiPV), 1..10 by default."
     )

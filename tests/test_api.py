@@ -12,7 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.models import Analysis
 from tests.conftest import REFERENCE_FEN, Server
-from tests.graphql_client import COMPLETED, GET, SUBMIT, post, submit, subscribe_transport_ws
+from tests.graphql_client import (
+    COMPLETED,
+    GET,
+    SUBMIT,
+    post,
+    submit,
+    subscribe_graphql_ws,
+    subscribe_transport_ws,
+)
 
 
 async def rows(database: AsyncEngine) -> int:
@@ -92,6 +100,54 @@ async def test_bad_input_is_refused_and_nothing_is_stored(
     assert await rows(database) == 0
     # The server stays healthy.
     assert (await submit(api.http_url, fen=REFERENCE_FEN))["status"] == "QUEUED"
+
+
+THREE_MISTAKES = {"fen": "garbage", "numMovesToReturn": 0, "timeLimit": 0}
+
+
+def assert_every_mistake(errors: list[dict[str, Any]]) -> None:
+    """One error for each bad field of THREE_MISTAKES, in the order of the input."""
+    assert [error["extensions"] for error in errors] == [
+        {"code": "BAD_USER_INPUT", "field": field}
+        for field in ("fen", "numMovesToReturn", "timeLimit")
+    ]
+    assert [error["message"].split(":")[0] for error in errors] == [
+        "fen",
+        "numMovesToReturn",
+        "timeLimit",
+    ]
+    assert errors[1]["message"] == "numMovesToReturn: must be between 1 and 10"
+    for error in errors:  # each where the resolver is, as a single error would be
+        assert error["path"] == ["submitAnalysis"]
+        assert error["locations"] == [{"line": 3, "column": 3}]
+
+
+async def test_every_bad_field_is_its_own_error(api: Server, database: AsyncEngine) -> None:
+    body = await post(api.http_url, SUBMIT, {"input": {**THREE_MISTAKES, "depthLimit": 99}})
+    assert body["data"] is None
+    assert [error["extensions"]["field"] for error in body["errors"]] == [
+        "fen",
+        "numMovesToReturn",
+        "timeLimit",
+        "depthLimit",
+    ]
+    body = await post(api.http_url, SUBMIT, {"input": THREE_MISTAKES})
+    assert_every_mistake(body["errors"])
+    assert await rows(database) == 0
+
+
+async def test_every_bad_field_is_its_own_error_over_websockets(
+    api: Server, database: AsyncEngine
+) -> None:
+    variables = {"input": THREE_MISTAKES}
+    [result, complete] = await subscribe_transport_ws(api.ws_url, SUBMIT, variables)
+    assert (result["type"], complete["type"]) == ("next", "complete")
+    assert result["payload"]["data"] is None
+    assert_every_mistake(result["payload"]["errors"])
+    [result, complete] = await subscribe_graphql_ws(api.ws_url, SUBMIT, variables)
+    assert (result["type"], complete["type"]) == ("data", "complete")
+    assert_every_mistake(result["payload"]["errors"])
+    assert await rows(database) == 0
 
 
 async def test_malformed_id_is_bad_input(api: Server) -> None:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from api import cursors
-from api.errors import BadUserInputError
+from api.errors import BadUserInputError, BadUserInputGroupError
 from api.validation import Limits, parse_id, validate_submission
 from db.insight import Position
 from tests.conftest import REFERENCE_FEN
@@ -73,6 +73,27 @@ def test_refuses_limits_out_of_bounds(arguments: dict[str, float], field: str) -
     with pytest.raises(BadUserInputError) as caught:
         submit(**arguments)
     assert str(caught.value).startswith(f"{field}: must be")
+
+
+def test_every_bad_field_is_named() -> None:
+    with pytest.raises(BadUserInputGroupError) as caught:
+        submit("garbage", moves=0, time=0.0, depth=0)
+    assert [str(error).split(":")[0] for error in caught.value.errors] == [
+        "fen",
+        "numMovesToReturn",
+        "timeLimit",
+        "depthLimit",
+    ]
+    assert caught.value.extensions == {
+        "code": "BAD_USER_INPUT",
+        "fields": ["fen", "numMovesToReturn", "timeLimit", "depthLimit"],
+    }
+
+
+def test_one_bad_field_is_a_single_error() -> None:
+    with pytest.raises(BadUserInputError) as caught:
+        submit("garbage")
+    assert not isinstance(caught.value, BadUserInputGroupError)
 
 
 def test_accepts_real_castling_rights() -> None:
@@ -138,10 +159,11 @@ def test_refuses_move_counters_no_game_can_reach(
     assert caught.value.extensions == {"code": "BAD_USER_INPUT", "field": "fen"}
 
 
-def test_counters_python_reads_loosely_are_stored_as_plain_numbers() -> None:
-    # int() takes a sign, underscores and other scripts' digits; what is stored is the
-    # board's own FEN, with plain counters.
-    assert submit(WITH_COUNTERS.format("+1_0", "\u0663")).fen == WITH_COUNTERS.format(10, 3)
+@pytest.mark.parametrize(("halfmove", "fullmove"), [("+1_0", "1"), ("0", "\u0663"), ("-1", "1")])
+def test_counters_are_plain_digits(halfmove: str, fullmove: str) -> None:
+    # Python's int() takes a sign, underscores and other scripts' digits; a FEN does not.
+    with pytest.raises(BadUserInputError, match=r"^fen: not a valid FEN: the .* is not a count"):
+        submit(WITH_COUNTERS.format(halfmove, fullmove))
 
 
 # --- listing cursors --------------------------------------------------------------
