@@ -85,7 +85,9 @@ chromium:
 schema: setup
 	$(BIN)/python -m api.schema > api/schema.graphql
 
+# Stops the embedded server first; refused (and nothing removed) while `make run` or a
+# client still uses it.
 clean:
-	-$(BIN)/python -m tooling.embedded_postgres stop
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m tooling.embedded_postgres stop; fi
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache
 	rm -rf $(IDE_ASSETS)/node_modules $(CLIENTS)/node_modules $(CLIENTS)/screenshots

