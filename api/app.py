@@ -5,8 +5,9 @@ legacy `graphql-ws`, and GraphiQL on GET /graphql from a browser. Requests to /g
 go straight to their views (`api.transport.http.GraphQLOverHTTP`,
 `api.transport.websockets.WebSocketView`), past FastAPI's routing and middleware: a
 request id, CORS and the body-size limit wrap the HTTP view directly, CORS outermost
-after the id, so that a browser can read every refusal too. FastAPI serves the health
-checks, the metrics and GraphiQL's files.
+after the id and the origin check, so that a browser can read every refusal too.
+FastAPI serves the health checks, the metrics and GraphiQL's files. Pages on other
+origins are admitted or refused by `api.transport.origins`, on every route.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import os
 import signal
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -39,6 +39,14 @@ from api.schema import build_schema
 from api.settings import ApiSettings
 from api.transport import ide
 from api.transport.http import GraphQLOverHTTP
+from api.transport.origins import (
+    AnswerOptions,
+    BrowserOrigins,
+    RefuseOtherOrigins,
+    cors,
+    cors_options,
+    route_methods,
+)
 from api.transport.persisted_queries import PersistedQueries
 from api.transport.protection import LimitBodySize
 from api.transport.request_ids import RequestIds
@@ -50,6 +58,7 @@ log = logging.getLogger(__name__)
 
 GRAPHQL_PATH = "/graphql"
 GRAPHQL_PATHS = (GRAPHQL_PATH, GRAPHQL_PATH + "/")
+GRAPHQL_METHODS = ("GET", "POST")
 
 
 class App(FastAPI):
@@ -115,20 +124,6 @@ async def stop_if_failed(app: FastAPI, hub: NotificationHub) -> None:
     log.critical("the notification listener could not be kept running; stopping")
     app.state.failed = True
     os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's own graceful shutdown
-
-
-def cors_options(origins: list[str]) -> dict[str, Any]:
-    """What browsers on `origins` may do: call and read answers, errors and refusals."""
-    return {
-        "allow_origins": origins,
-        "allow_methods": ["GET", "POST", "OPTIONS"],
-        "allow_headers": ["*"],
-        "expose_headers": ["X-Request-ID"],
-    }
-
-
-def cors(app: ASGIApp, origins: list[str]) -> ASGIApp:
-    return CORSMiddleware(app, **cors_options(origins))
 
 
 def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: str) -> App:
@@ -209,13 +204,17 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
     async def metrics_page() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    origins = BrowserOrigins(settings.cors_origins)
     http: ASGIApp = LimitBodySize(graphql, max_bytes=settings.max_body_bytes)
+    http = AnswerOptions(http, methods=lambda _scope: GRAPHQL_METHODS)
+    # The other routes (health, metrics) answer browsers alike; the last added is outermost.
+    app.add_middleware(AnswerOptions, methods=route_methods(app.router))
     if settings.cors_origins:
         http = cors(http, settings.cors_origins)
-        # The other routes (health, metrics) answer browsers on these origins too.
         app.add_middleware(CORSMiddleware, **cors_options(settings.cors_origins))
-    app.graphql_http = RequestIds(http)
-    app.graphql_websockets = RequestIds(websockets)
+    app.graphql_http = RequestIds(RefuseOtherOrigins(http, origins))
+    app.graphql_websockets = RequestIds(RefuseOtherOrigins(websockets, origins))
+    app.add_middleware(RefuseOtherOrigins, origins=origins)
     app.add_middleware(LimitBodySize, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIds)
 

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import json
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from strawberry.http.websocket_origin import normalize_origin
+
+CORS_ORIGINS_VARIABLE = "API_CORS_ORIGINS"
+"""The environment variable of `ApiSettings.cors_origins`, named in refusals."""
 
 
 class ApiSettings(BaseSettings):
@@ -78,8 +86,27 @@ class ApiSettings(BaseSettings):
     can race a request the balancer is sending on it, which then fails unanswered."""
     introspection: bool = True
     """Answer introspection queries (GraphiQL and codegen need them)."""
-    cors_origins: list[str] = Field(default_factory=list)
-    """Origins allowed to call the API from a browser, as a JSON list; `["*"]` for any."""
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Origins whose pages may call the API and open WebSockets from a browser, as a JSON
+    list (`API_CORS_ORIGINS='["http://localhost:5173"]'`); `["*"]` for any. Pages the API
+    serves itself (GraphiQL) need no entry. Each is kept as browsers send it in `Origin`
+    (lower case, no default port, no trailing slash)."""
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def parse_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = None
+        if not isinstance(value, list):
+            example = json.dumps(["http://localhost:5173"])
+            raise ValueError(  # pydantic reports a ValueError as invalid input, not a TypeError
+                f"{CORS_ORIGINS_VARIABLE} must be a JSON list of origins, such as '{example}'"
+            )
+        return [parse_origin(item) if isinstance(item, str) else item for item in value]
+
     document_cache_size: int = Field(default=256, ge=0, le=100_000)
     """Parsed and validated documents kept per process (each cache is bounded)."""
     max_page_size: int = Field(default=100, ge=1, le=10_000)
@@ -100,3 +127,15 @@ class ApiSettings(BaseSettings):
     """A document kept in PostgreSQL longer ago than this is unknown to the API, even
     before the workers' sweep (which reads the same `PERSISTED_QUERY_DAYS`) deletes it;
     0: never expires."""
+
+
+def parse_origin(text: str) -> str:
+    """`text` as browsers send it in an `Origin` header; `*` as itself."""
+    if text == "*":
+        return text
+    normalized = normalize_origin(text)  # None when it has no scheme and host
+    if normalized is None or urlsplit(text.strip()).path not in ("", "/") or "?" in text:
+        raise ValueError(
+            f"{text!r} is not an origin: scheme, host and port only, as in http://localhost:5173"
+        )
+    return normalized

@@ -21,8 +21,10 @@ TYPENAME = "{ __typename }"
 async def request(
     server: Server, method: str = "POST", *, accept: str | None = None, **kwargs: Any
 ) -> httpx.Response:
-    headers = {"accept": accept} if accept else {}
+    """A request with `accept` as its Accept header; None: no Accept header at all."""
     async with httpx.AsyncClient(timeout=10) as client:
+        del client.headers["accept"]  # httpx's own "*/*"
+        headers = {"accept": accept} if accept else {}
         return await client.request(
             method, server.http_url, headers={**headers, **kwargs.pop("headers", {})}, **kwargs
         )
@@ -169,6 +171,8 @@ async def test_shared_persisted_queries_reach_every_api_process(start_api: ApiFa
 
 
 MULTIPART = "multipart/mixed;subscriptionSpec=1.0,application/json"
+APOLLO_MULTIPART = 'multipart/mixed;boundary="graphql";subscriptionSpec=1.0,application/json'
+"""What Apollo Client's HttpLink accepts for a subscription."""
 MATED = "rnb1kbnr/pppp1ppp/8/4p3/6Pq/5P2/PPPPP2P/RNBQKBNR w KQkq - 1 3"
 
 
@@ -198,8 +202,9 @@ async def test_subscriptions_over_http_multipart(api: Server) -> None:
     assert body.rstrip().endswith("--graphql--")
 
 
-async def test_the_multipart_content_type_is_well_formed(api: Server) -> None:
-    content_type, _ = await completed_over_multipart(api, MULTIPART)
+@pytest.mark.parametrize("accept", [MULTIPART, APOLLO_MULTIPART])
+async def test_the_multipart_content_type_is_well_formed(api: Server, accept: str) -> None:
+    content_type, _ = await completed_over_multipart(api, accept)
     media, *parameters = (part.strip() for part in content_type.split(";"))
     assert media == "multipart/mixed"
     assert dict(parameter.split("=", 1) for parameter in parameters) == {
@@ -208,7 +213,9 @@ async def test_the_multipart_content_type_is_well_formed(api: Server) -> None:
     }
 
 
-@pytest.mark.parametrize("accept", [None, "application/json", "text/event-stream"])
+@pytest.mark.parametrize(
+    "accept", [None, "*/*", "application/json", APOLLO_ACCEPT, "text/event-stream"]
+)
 async def test_a_subscription_over_plain_http_names_the_ways_that_work(
     api: Server, accept: str | None
 ) -> None:
@@ -217,7 +224,8 @@ async def test_a_subscription_over_plain_http_names_the_ways_that_work(
     assert response.status_code == 400
     error = response.json()["errors"][0]
     assert error["extensions"]["code"] == "BAD_REQUEST"
-    assert "WebSocket" in error["message"] and "multipart/mixed" in error["message"]
+    assert "WebSocket" in error["message"]
+    assert "`Accept: multipart/mixed;subscriptionSpec=1.0`" in error["message"]
     over_get = await request(api, "GET", params={"query": COMPLETED})
     assert over_get.status_code == 405
     assert over_get.headers["allow"] == "POST"

@@ -109,6 +109,28 @@ async def test_idle_connections_get_keep_alive_messages(start_api: ApiFactory) -
         await socket.close()
 
 
+def keep_alive_loops() -> int:
+    """graphql-ws keep-alive loops running in this event loop (the test's API serves in it)."""
+    return sum(
+        getattr(task.get_coro(), "__qualname__", "") == "LegacyHandler.handle_keep_alive"
+        for task in asyncio.all_tasks()
+    )
+
+
+async def test_a_repeated_connection_init_keeps_one_keep_alive_loop(api: Server) -> None:
+    socket = await open_session(api, LEGACY_WS)
+    try:
+        for _ in range(3):
+            await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
+            assert (await receive(socket))["type"] == "connection_ack"
+        assert keep_alive_loops() == 1
+    finally:
+        await socket.close()
+    async with asyncio.timeout(5):
+        while keep_alive_loops():
+            await asyncio.sleep(0.01)
+
+
 @pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
 async def test_subscriptions_per_connection_are_capped(
     start_api: ApiFactory, protocol: str

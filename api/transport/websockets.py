@@ -20,7 +20,8 @@ Every connection, on either protocol:
   `ApiSettings.ws_idle_timeout` seconds (checked at each keep-alive): a connection that
   does not subscribe costs memory and a file descriptor for nothing.
 
-Keep-alive: Strawberry's `ka` messages on `graphql-ws`; a server `ping` every interval
+Keep-alive: Strawberry's `ka` messages on `graphql-ws` (one loop per connection,
+however many times it sends `connection_init`); a server `ping` every interval
 on acknowledged `graphql-transport-ws` connections, off an event loop timer rather than
 a task per connection, so proxies do not close idle subscriptions and dead peers are
 found.
@@ -182,7 +183,15 @@ class LegacyHandler(ClosesWhenIdle, BaseGraphQLWSHandler[Context, None]):
         )
 
     async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
+        """Strawberry's, with one keep-alive loop per connection: Strawberry starts one at
+        each `connection_init` and leaves the earlier ones running, owned by nobody, until
+        the client goes (a task more for each repeated init)."""
+        running = self.keep_alive_task
         await super().handle_connection_init(message)
+        if running is not None and self.keep_alive_task is not running:
+            running.cancel()
+            await asyncio.wait({running})
+            _ignore_outcome(running)
         if self.connection_acknowledged:
             self._note_operations()
 
