@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError
+from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import MaskErrors
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionContext
@@ -112,6 +113,8 @@ def client_error(error: GraphQLError) -> ClientError | None:
     if isinstance(cause, InvalidOperationTypeError):
         kind = cause.operation_type.value
         return BadRequestError(f"{kind}s are not served over this transport")
+    if isinstance(cause, MissingQueryError):
+        return BadRequestError("the request has no GraphQL document (its query is empty)")
     return None
 
 

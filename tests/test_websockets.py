@@ -180,6 +180,7 @@ MISTAKES = {
     "does not validate": ("subscription { nothingHere }", {}, "GRAPHQL_VALIDATION_FAILED"),
     "wrong variable": (VARIABLE_ID, {"id": [1, 2]}, "BAD_USER_INPUT"),
     "missing variable": (VARIABLE_ID, {}, "BAD_USER_INPUT"),
+    "an empty document": ("", {}, "BAD_REQUEST"),
 }
 
 
