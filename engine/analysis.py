@@ -1,9 +1,20 @@
-"""Turning a claimed job into engine limits, and the engine's answer into result lines."""
+"""Turning a claimed job into engine limits, and the engine's reports into result lines.
+
+Stockfish deepens its search one iteration at a time and reports every line at the end
+of each iteration. A search stopped by the clock ends in the middle of an iteration, and
+the last report then carries that unfinished iteration's lines: their scores are the
+newest, but a line's moves may stop after one or two (the engine had not yet gathered
+more when it was stopped). Such a line takes the moves an earlier report gave the same
+first move when its own are only their beginning, or when it merely repeats that
+report's score (`Reports`). A search that reached its depth limit finished its last
+iteration: its lines are left as reported.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import chess
 import chess.engine
@@ -11,10 +22,125 @@ import chess.engine
 from db.claims import ClaimedJob
 from db.models import ResultLine
 
+CLOCK_STEP = 0.001
+"""The engine reports the time it has searched in whole milliseconds."""
+
 
 def limit_for(job: ClaimedJob) -> chess.engine.Limit:
     """Stop at whichever of the job's limits comes first."""
     return chess.engine.Limit(time=job.time_limit, depth=job.depth_limit)
+
+
+class Kept(NamedTuple):
+    """The line kept for a first move: the latest earlier report of it, and its moves."""
+
+    report: chess.engine.InfoDict
+    moves: list[chess.Move]
+    """The report's moves, or the longer line kept before them when they are only its
+    beginning."""
+
+
+class Reports:
+    """The engine's reports during one search: the latest for each line, and for each
+    first move the line an earlier report gave it.
+
+    `see` runs for every report the engine sends, so it only swaps references: the
+    latest report of each rank, and one kept line per first move (`Kept`).
+
+    For a search the clock stopped (`lines(cut_short=True)`), a final line takes the
+    moves of the line kept for its first move when
+
+    - its moves are only the beginning of the kept line's: the engine was stopped
+      before it gathered the rest;
+    - or it repeats the kept report's score and depth: the stopped iteration had not
+      finished that move, so the engine gave its earlier score again, and the moves that
+      score was found with are the kept line's (the final report's may already come from
+      the unfinished search).
+
+    Otherwise a final line keeps its own moves, however short: it departs from the kept
+    line after its first move with a score of its own, found on those moves (typically a
+    reply that refuted the earlier line); the earlier continuation would not explain
+    that score. A first move no earlier report gave has nothing to be completed from.
+    Score and depth are always the final report's.
+
+    Reports of a bound (a score that fell outside the search window) are never kept: the
+    engine sends them with the first move or two only.
+    """
+
+    def __init__(self) -> None:
+        self._latest: dict[int, chess.engine.InfoDict] = {}
+        """The latest report with moves, by rank (1 for the best line)."""
+        self._earlier: dict[chess.Move, Kept] = {}
+        """For each first move, the line of the latest earlier report of it."""
+
+    def see(self, info: chess.engine.InfoDict) -> None:
+        """Take in one report; one without moves (progress, a message) is passed over."""
+        if not info.get("pv"):
+            return
+        rank = info.get("multipv", 1)
+        superseded = self._latest.get(rank)
+        self._latest[rank] = info
+        if superseded is not None and not is_bound(superseded):
+            self._keep(superseded)
+
+    def _keep(self, report: chess.engine.InfoDict) -> None:
+        moves = report["pv"]
+        kept = self._earlier.get(moves[0])
+        if kept is not None and continues(kept.moves, moves):
+            moves = kept.moves
+        self._earlier[moves[0]] = Kept(report, moves)
+
+    def final(self) -> list[chess.engine.InfoDict]:
+        """The latest report of each line, best first."""
+        return [self._latest[rank] for rank in sorted(self._latest)]
+
+    def lines(self, board: chess.Board, *, cut_short: bool) -> list[ResultLine]:
+        """The result lines for `board`; with `cut_short` (the clock stopped the search
+        in the middle of an iteration), final lines completed as the class says."""
+        finals = self.final()
+        if cut_short:
+            finals = [self._completed(info) for info in finals]
+        return lines_from_infos(board, finals)
+
+    def _completed(self, info: chess.engine.InfoDict) -> chess.engine.InfoDict:
+        moves = info["pv"]
+        kept = self._earlier.get(moves[0])
+        if kept is None or kept.moves == moves:
+            return info
+        if not (continues(kept.moves, moves) or repeats(info, kept.report)):
+            return info
+        completed = info.copy()
+        completed["pv"] = kept.moves
+        return completed
+
+
+def is_bound(info: chess.engine.InfoDict) -> bool:
+    """True for a report whose score is only a bound (it fell outside the search window)."""
+    return "lowerbound" in info or "upperbound" in info
+
+
+def repeats(info: chess.engine.InfoDict, earlier: chess.engine.InfoDict) -> bool:
+    """True when `info` gives the score and depth `earlier` gave."""
+    return info.get("depth") == earlier.get("depth") and info.get("score") == earlier.get("score")
+
+
+def continues(line: Sequence[chess.Move], start: Sequence[chess.Move]) -> bool:
+    """True when `line` begins with all of `start` and goes on past it."""
+    return len(start) < len(line) and line[: len(start)] == start
+
+
+def stopped_by_clock(job: ClaimedJob, finals: Sequence[chess.engine.InfoDict]) -> bool:
+    """Whether the job's time limit, not its depth limit, ended the search.
+
+    Without a depth limit, or short of it, only the clock ends a search. At the depth
+    limit, the clock may still have stopped the last iteration: then the engine's final
+    report comes at or after the time limit.
+    """
+    reached = max((info.get("depth", 0) for info in finals), default=0)
+    if job.depth_limit is None or reached < job.depth_limit:
+        return True
+    searched = max((info.get("time", 0.0) for info in finals), default=0.0)
+    return searched + CLOCK_STEP > job.time_limit
 
 
 def lines_from_infos(
@@ -61,11 +187,26 @@ async def analyse(
     """Analyse the job's position; raises `TimeoutError` when the engine overruns `timeout`.
 
     python-chess puts no deadline on an engine's answer (a depth-only search may run for
-    ever), so the caller's bound is enforced here.
+    ever), so the caller's bound is enforced here; a search cut off by it is told to stop
+    before the error is raised.
     """
     board = chess.Board(job.fen)
-    infos = await asyncio.wait_for(
-        engine.analyse(board, limit_for(job), multipv=job.num_moves_to_return, game=job.id),
-        timeout,
-    )
-    return lines_from_infos(board, infos)
+    reports = Reports()
+    await asyncio.wait_for(follow(engine, board, job, reports), timeout)
+    return reports.lines(board, cut_short=stopped_by_clock(job, reports.final()))
+
+
+async def follow(
+    engine: chess.engine.UciProtocol, board: chess.Board, job: ClaimedJob, reports: Reports
+) -> None:
+    """Run the job's search on `engine` to its end, letting `reports` see every report.
+
+    Each job is a game of its own (`game=job.id`): the engine is told of a new game, so
+    an answer does not depend on what the engine analysed before.
+    """
+    limit = limit_for(job)
+    with await engine.analysis(
+        board, limit, multipv=job.num_moves_to_return, game=job.id
+    ) as search:
+        async for info in search:
+            reports.see(info)
