@@ -13,12 +13,12 @@ APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 IDE_ASSETS := api/ide_assets
 CLIENTS := tests/clients
 
-.PHONY: bench run test lint typecheck pytest setup engine node ide clients chromium schema clean
+.PHONY: bench run test lint typecheck pytest setup engine node ide clients chromium curl schema clean
 
 run: setup ide
 	$(BIN)/python scripts/run.py
 
-test: setup ide clients chromium lint typecheck pytest
+test: setup ide clients chromium curl lint typecheck pytest
 
 lint: setup
 	$(BIN)/ruff check .
@@ -80,6 +80,12 @@ chromium:
 	@command -v chromium >/dev/null || { \
 	  echo "Chromium not found: installing it with apt-get (for the GraphiQL test)"; \
 	  $(SUDO) apt-get update -qq && $(APT_INSTALL) chromium; }
+
+# The README's shell example is run by the suite.
+curl:
+	@command -v curl >/dev/null || { \
+	  echo "curl not found: installing it with apt-get (for the README's examples)"; \
+	  $(SUDO) apt-get update -qq && $(APT_INSTALL) curl; }
 
 # Refresh the printed schema after changing the GraphQL types.
 schema: setup
