@@ -41,6 +41,8 @@ def arguments() -> argparse.ArgumentParser:
                     "graphiql",
                     "introspection",
                     "cors_origins",
+                    "anonymous",
+                    "forwarded_for_header",
                     "max_queued",
                     "max_connections",
                 ),

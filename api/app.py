@@ -6,8 +6,9 @@ go straight to their views (`api.transport.http.GraphQLOverHTTP`,
 `api.transport.websockets.WebSocketView`), past FastAPI's routing and middleware: a
 request id, CORS and the body-size limit wrap the HTTP view directly, CORS outermost
 after the id and the origin check, so that a browser can read every refusal too.
-FastAPI serves the health checks, the metrics and GraphiQL's files. Pages on other
-origins are admitted or refused by `api.transport.origins`, on every route.
+FastAPI serves the health checks, the metrics (to admin keys only) and GraphiQL's files.
+Pages on other origins are admitted or refused by `api.transport.origins`, on every
+route. Who asks is `api.auth`'s business: each view identifies its callers.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import signal
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -31,7 +32,7 @@ from strawberry.subscriptions import (
     MULTIPART_SUBSCRIPTION_PROTOCOL,
 )
 
-from api import health
+from api import auth, health
 from api.context import Context, Services
 from api.events import NotificationHub
 from api.metrics import ApiMetrics
@@ -142,6 +143,8 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
             )
             await hub.start()
             persisted = PersistedQueries.from_settings(settings, schema, database)
+            keys = auth.Keys(pool, settings)
+            sockets = auth.OpenSockets(keys, settings.key_cache_seconds)
             services.append(
                 Services(
                     database=database,
@@ -150,16 +153,21 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
                     settings=settings,
                     metrics=metrics,
                     persisted=persisted,
+                    keys=keys,
+                    sockets=sockets,
+                    anonymous_limit=auth.AddressLimit(settings.anonymous_per_address_per_minute),
                 )
             )
             metrics.watch_subscriptions(lambda: hub.waiting)
             app.state.services = services[0]
             watch = asyncio.create_task(stop_if_failed(app, hub))
+            checking_keys = asyncio.create_task(sockets.watch())
             yield
         finally:
             services.clear()
             if "watch" in locals():
                 watch.cancel()
+                checking_keys.cancel()
             await hub.close()
             if pool is not None:
                 await pool.close()
@@ -201,7 +209,11 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
     app.include_router(health.router(lambda: services[0] if services else None))
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics_page() -> Response:
+    async def metrics_page(request: Request) -> Response:
+        """The metrics, for an admin key only (Prometheus: `authorization: {credentials}`)."""
+        refusal = await auth.admin_refusal(services[0].keys, request.headers.get("authorization"))
+        if refusal is not None:
+            return refusal
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     origins = BrowserOrigins(settings.cors_origins)

@@ -3,10 +3,22 @@
     ClientError                     (extensions.code)
     ├── BadUserInputError           BAD_USER_INPUT       the request names a bad value
     ├── BadUserInputGroupError      BAD_USER_INPUT       several bad values: one error each
-    ├── NotFoundError               NOT_FOUND            no analysis has that id
-    ├── QueueFullError              QUEUE_FULL           too much work waits; retry later
+    ├── NotFoundError               NOT_FOUND            no analysis of yours has that id
+    ├── UnauthenticatedError        UNAUTHENTICATED      no key where one is needed, or a
+    │                                                    wrong or revoked one
+    ├── ForbiddenError              FORBIDDEN            the key lacks the scope
+    ├── RetryLaterError             (extensions.retryAfter: seconds to wait)
+    │   ├── QueueFullError          QUEUE_FULL           too much work waits in all
+    │   ├── QuotaExceededError      QUOTA_EXCEEDED       the tenant's queued-work quota is full
+    │   └── RateLimitedError        RATE_LIMITED         the tenant's engine seconds per hour
+    │                                                    are spent, or one address submits
+    │                                                    too often without a key
     ├── BadRequestError             BAD_REQUEST          no operation that can run here
     └── ServiceUnavailableError     SERVICE_UNAVAILABLE  the database cannot be reached now
+
+Over HTTP, UNAUTHENTICATED refuses the whole request (status 401) before any operation
+runs, and over a WebSocket the connection (`api.transport.websockets`); inside GraphQL
+it stands only for a context that was never identified.
 
 A resolver that finds several bad values raises them together (`BadUserInputGroupError`);
 the client sees each as an error of its own, with the resolver's path and locations.
@@ -17,6 +29,7 @@ as "Internal server error." with code INTERNAL_SERVER_ERROR.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -78,14 +91,47 @@ class NotFoundError(ClientError):
     code = "NOT_FOUND"
 
 
-class QueueFullError(ClientError):
-    """The queue holds its maximum of waiting analyses; nothing was stored."""
+class UnauthenticatedError(ClientError):
+    """No key came where one is needed, or the key is wrong or revoked."""
+
+    code = "UNAUTHENTICATED"
+
+
+class ForbiddenError(ClientError):
+    """The key is good but lacks the scope the request needs (`admin`)."""
+
+    code = "FORBIDDEN"
+
+
+class RetryLaterError(ClientError):
+    """A submission refused for now; nothing was stored. `extensions.retryAfter` says
+    how many seconds to wait (rounded up to a tenth: never too early)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.extensions["retryAfter"] = max(0.1, math.ceil(retry_after * 10) / 10)
+
+
+class QueueFullError(RetryLaterError):
+    """The queue holds its maximum of waiting analyses, whoever submitted them."""
 
     code = "QUEUE_FULL"
 
     def __init__(self, queued: int, retry_after: float) -> None:
-        super().__init__(f"the queue is full ({queued} analyses waiting); retry later")
-        self.extensions["retryAfter"] = retry_after
+        super().__init__(f"the queue is full ({queued} analyses waiting); retry later", retry_after)
+
+
+class QuotaExceededError(RetryLaterError):
+    """The tenant has as many analyses queued as its quota allows."""
+
+    code = "QUOTA_EXCEEDED"
+
+
+class RateLimitedError(RetryLaterError):
+    """The tenant has spent its engine seconds for now, or one client address submits
+    more often without a key than anonymous use allows."""
+
+    code = "RATE_LIMITED"
 
 
 class BadRequestError(ClientError):

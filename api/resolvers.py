@@ -14,7 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import cursors, validation
 from api.context import ResolverInfo
-from api.errors import BadUserInputError, NotFoundError, QueueFullError
+from api.errors import (
+    BadUserInputError,
+    NotFoundError,
+    QueueFullError,
+    QuotaExceededError,
+    RateLimitedError,
+)
+from api.events import Waiter
 from api.types import (
     Analysis,
     AnalysisConnection,
@@ -23,18 +30,22 @@ from api.types import (
     PageInfo,
     QueueStats,
     SubmitAnalysisInput,
+    Viewer,
     WorkerStatus,
 )
-from db import insight, models, submissions
+from db import insight, models, submissions, tenants
 from db.errors import TransientDatabaseError
+from db.tenants import Tenant
 
 OUTAGE_RETRY_MIN_SECONDS = 0.2
 OUTAGE_RETRY_MAX_SECONDS = 5.0
 
 
 async def analysis(info: ResolverInfo, id: strawberry.ID) -> Analysis | None:
-    """The analysis with this id; null when there is none."""
-    row = await submissions.get(info.context.database, validation.parse_id(id))
+    """The analysis with this id; null when there is none the caller may see (another
+    tenant's reads exactly as an unknown id)."""
+    viewer = info.context.tenant
+    row = await submissions.get(info.context.database, validation.parse_id(id), viewer=viewer)
     return None if row is None else Analysis.from_model(row)
 
 
@@ -53,11 +64,31 @@ async def submit_analysis(info: ResolverInfo, input: SubmitAnalysisInput) -> Ana
         info.context.limits,
     )
     request = dataclasses.replace(request, max_attempts=settings.max_attempts)
-    row = await submissions.enqueue(info.context.pool, request, max_queued=settings.max_queued)
-    if row is None:
-        raise QueueFullError(settings.max_queued, settings.queue_full_retry_after)
+    tenant = info.context.tenant
+    if tenant.is_anonymous:
+        wait = info.context.anonymous_limit.take(info.context.address)
+        if wait is not None:
+            per_minute = settings.anonymous_per_address_per_minute
+            message = f"{per_minute} submissions a minute from one address without a key"
+            raise RateLimitedError(f"{message}; retry later, or send an API key", wait)
+    stored = await submissions.enqueue(
+        info.context.pool, request, tenant=tenant, max_queued=settings.max_queued
+    )
+    if isinstance(stored, submissions.Refusal):
+        raise refusal(stored, settings.max_queued, settings.queue_full_retry_after)
     info.context.metrics.submit.observe(time.perf_counter() - started)
-    return Analysis.from_model(row)
+    return Analysis.from_model(stored)
+
+
+def refusal(
+    refused: submissions.Refusal, max_queued: int, queue_full_retry_after: float
+) -> Exception:
+    """The error to answer for a submission the queue refused."""
+    if refused.reason == "quota_exceeded":
+        return QuotaExceededError(refused.detail, refused.retry_after)
+    if refused.reason == "rate_limited":
+        return RateLimitedError(refused.detail, refused.retry_after)
+    return QueueFullError(max_queued, queue_full_retry_after)
 
 
 async def cancel_analysis(info: ResolverInfo, id: strawberry.ID) -> Analysis:
@@ -65,14 +96,15 @@ async def cancel_analysis(info: ResolverInfo, id: strawberry.ID) -> Analysis:
     stops the engine (waited for up to `API_CANCEL_WAIT`); a finished one is unchanged."""
     analysis_id = validation.parse_id(id)
     database = info.context.database
+    viewer = info.context.tenant
     with info.context.hub.waiter(analysis_id) as waiter:
-        row = await submissions.request_cancel(database, analysis_id)
+        row = await submissions.request_cancel(database, analysis_id, viewer=viewer)
         if row is None:
             raise NotFoundError(f"no analysis with id {analysis_id}")
         if not row.status.is_terminal:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter.wait(), info.context.settings.cancel_wait)
-            row = await submissions.get(database, analysis_id) or row
+            row = await submissions.get(database, analysis_id, viewer=viewer) or row
     return Analysis.from_model(row)
 
 
@@ -80,26 +112,50 @@ async def analysis_completed(
     info: ResolverInfo,
     id: strawberry.ID,
 ) -> AsyncGenerator[Analysis, None]:
-    """Emit the analysis once it is DONE, FAILED or CANCELED (at once if it already is)."""
+    """Emit the analysis once it is DONE, FAILED or CANCELED (at once if it already is).
+
+    Another tenant's analysis is NOT_FOUND at once, as an unknown id is: the hub reads
+    rows for every subscriber, so each row it hands over is checked here."""
     analysis_id = validation.parse_id(id)
     database = info.context.database
+    viewer = info.context.tenant
     hub = info.context.hub
     with hub.waiter(analysis_id) as waiter:
         # Registered before the first read: a completion cannot slip in between. The
         # hub reads the row (with those of other new subscriptions) and wakes us.
         hub.look_up(analysis_id)
-        row = await waiter.wait() or await read_through_outage(database, analysis_id)
+        row = await read_after_wake(waiter, database, analysis_id, viewer)
         while row is not None and not row.status.is_terminal:
             row = None  # not held through a wait that may last minutes
             # The hub hands over the row it read for the notification, if it could.
-            row = await waiter.wait() or await read_through_outage(database, analysis_id)
+            row = await read_after_wake(waiter, database, analysis_id, viewer)
     if row is None:
         raise NotFoundError(f"no analysis with id {analysis_id}")
     yield Analysis.from_model(row)
 
 
+async def read_after_wake(
+    waiter: Waiter, database: AsyncEngine, analysis_id: uuid.UUID, viewer: Tenant
+) -> models.Analysis | None:
+    """Wait to be woken; the row then, if `viewer` may see it: the hub's read, else one
+    of our own (when the hub could not read it, found none, or found one the viewer may
+    not see: the same read either way, so that another tenant's id takes as long to
+    refuse as an unknown one)."""
+    row = await waiter.wait()
+    if row is not None and visible(row, viewer):
+        return row
+    return await read_through_outage(database, analysis_id, viewer)
+
+
+def visible(row: models.Analysis, viewer: Tenant) -> bool:
+    """Whether `viewer` may see `row`: an admin sees every row; anyone else their own
+    and the anonymous tenant's (reachable by id, never listed). `db.submissions.get`
+    reads by the same rule."""
+    return viewer.is_admin or row.tenant_id in (viewer.id, tenants.ANONYMOUS_ID)
+
+
 async def read_through_outage(
-    database: AsyncEngine, analysis_id: uuid.UUID
+    database: AsyncEngine, analysis_id: uuid.UUID, viewer: Tenant
 ) -> models.Analysis | None:
     """Read a row, waiting out a database outage: a subscription is a long wait anyway,
     so it rides the outage out instead of failing (the hub re-reads every awaited id
@@ -107,7 +163,7 @@ async def read_through_outage(
     delay = OUTAGE_RETRY_MIN_SECONDS
     while True:
         try:
-            return await submissions.get(database, analysis_id)
+            return await submissions.get(database, analysis_id, viewer=viewer)
         except TransientDatabaseError:
             await asyncio.sleep(delay)
             delay = min(delay * 2, OUTAGE_RETRY_MAX_SECONDS)
@@ -119,13 +175,21 @@ async def analyses(
     after: str | None = None,
     status: AnalysisStatus | None = None,
 ) -> AnalysisConnection:
-    """Analyses, newest first, `first` at a time; pass `endCursor` as `after` for more."""
+    """The caller's analyses (an admin's: everyone's), newest first, `first` at a time;
+    pass `endCursor` as `after` for more. Anonymous work is never listed: an anonymous
+    caller's listing is empty."""
     limit = info.context.settings.max_page_size
     if not 1 <= first <= limit:
         raise BadUserInputError("first", f"must be between 1 and {limit}")
     position = None if after is None else cursors.decode(after)
     wanted = None if status is None else models.AnalysisStatus(status.value)
-    rows = await insight.newest(info.context.database, first + 1, position, wanted)
+    viewer = info.context.tenant
+    rows: list[models.Analysis] = []
+    if not viewer.is_anonymous:
+        owner = None if viewer.is_admin else viewer.id
+        rows = await insight.newest(
+            info.context.database, first + 1, position, wanted, tenant_id=owner
+        )
     page = rows[:first]
     edges = [
         AnalysisEdge(node=Analysis.from_model(row), cursor=cursors.encode(row)) for row in page
@@ -142,8 +206,13 @@ async def analyses(
 
 
 async def queue_stats(info: ResolverInfo) -> QueueStats:
-    """Counts by status, age of the oldest queued analysis, throughput, live workers."""
-    stats = await insight.queue_stats(info.context.database)
+    """Counts by status, age of the oldest queued analysis, throughput, live workers:
+    of the whole queue for an admin; of the caller's own analyses for anyone else, and
+    no workers."""
+    viewer = info.context.tenant
+    owner = None if viewer.is_admin else viewer.id
+    stats = await insight.queue_stats(info.context.database, tenant_id=owner)
+    workers = stats.workers if viewer.is_admin else []
     counts = stats.counts
     return QueueStats(
         queued=counts[models.AnalysisStatus.QUEUED],
@@ -166,7 +235,12 @@ async def queue_stats(info: ResolverInfo) -> QueueStats:
                 started_at=load.worker.started_at,
                 last_seen_at=load.worker.last_seen_at,
             )
-            for load in stats.workers
+            for load in workers
         ],
         running_without_worker=stats.running_unowned,
     )
+
+
+async def viewer(info: ResolverInfo) -> Viewer:
+    """Who asks: the tenant of the request's key, its scopes, quotas and usage."""
+    return Viewer.from_tenant(info.context.tenant)

@@ -18,20 +18,35 @@ from api.errors import ShapeErrors, log_unexpected
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from api.transport import protection
-from api.types import Analysis, AnalysisConnection, QueueStats
+from api.types import Analysis, AnalysisConnection, QueueStats, Viewer
 
 
 @strawberry.type
 class Query:
     analysis: Analysis | None = strawberry.field(
-        resolver=resolvers.analysis, description="The analysis with this id; null if none."
+        resolver=resolvers.analysis,
+        description=(
+            "The analysis with this id; null if none is yours (an admin's: any; anyone's"
+            " anonymous ones too)."
+        ),
     )
     analyses: AnalysisConnection = strawberry.field(
         resolver=resolvers.analyses,
-        description="Analyses, newest first, optionally of one status (cursor pagination).",
+        description=(
+            "Your analyses (an admin's: everyone's), newest first, optionally of one status"
+            " (cursor pagination). Empty without a key: anonymous work is never listed."
+        ),
     )
     queue_stats: QueueStats = strawberry.field(
-        resolver=resolvers.queue_stats, description="The queue and its workers right now."
+        resolver=resolvers.queue_stats,
+        description=(
+            "The queue right now: all of it and its workers for an admin key; the"
+            " caller's own analyses (and no workers) for any other."
+        ),
+    )
+    viewer: Viewer = strawberry.field(
+        resolver=resolvers.viewer,
+        description="Who asks: the tenant of the request's key, or the anonymous one.",
     )
 
 
@@ -42,14 +57,18 @@ class Mutation:
         description=(
             "Queue a position for analysis; returns at once (status QUEUED). Bad input"
             " stores nothing: each bad field is an error of its own, with code"
-            " BAD_USER_INPUT and the field's name in extensions.field."
+            " BAD_USER_INPUT and the field's name in extensions.field. Refused for now,"
+            " with extensions.retryAfter in seconds: QUEUE_FULL (the whole queue),"
+            " QUOTA_EXCEEDED (your queued analyses), RATE_LIMITED (your engine seconds"
+            " per hour, or too many submissions from one address without a key)."
         ),
     )
     cancel_analysis: Analysis = strawberry.mutation(
         resolver=resolvers.cancel_analysis,
         description=(
             "Cancel an analysis: QUEUED ones at once, RUNNING ones when their engine stops;"
-            " a finished analysis is returned unchanged."
+            " a finished analysis is returned unchanged. NOT_FOUND for an id that is not"
+            " yours, as for an unknown one."
         ),
     )
 
@@ -58,7 +77,10 @@ class Mutation:
 class Subscription:
     analysis_completed = strawberry.subscription(
         resolver=resolvers.analysis_completed,
-        description="Emits the analysis once, when DONE, FAILED or CANCELED, then completes.",
+        description=(
+            "Emits the analysis once, when DONE, FAILED or CANCELED, then completes."
+            " NOT_FOUND for an id that is not yours, as for an unknown one."
+        ),
     )
 
 

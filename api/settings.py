@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from strawberry.http.websocket_origin import normalize_origin
+
+HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+"""An HTTP header's name (RFC 9110 token)."""
 
 CORS_ORIGINS_VARIABLE = "API_CORS_ORIGINS"
 """The environment variable of `ApiSettings.cors_origins`, named in refusals."""
@@ -106,6 +110,37 @@ class ApiSettings(BaseSettings):
                 f"{CORS_ORIGINS_VARIABLE} must be a JSON list of origins, such as '{example}'"
             )
         return [parse_origin(item) if isinstance(item, str) else item for item in value]
+
+    anonymous: bool = False
+    """Serve requests without a key as the shared anonymous tenant, with the quotas
+    below; off, they are refused with UNAUTHENTICATED. (`make run` turns it on.)"""
+    anonymous_max_queued: int = Field(default=10, ge=1, le=10_000_000)
+    """Analyses the anonymous tenant may have queued at once (QUOTA_EXCEEDED past it)."""
+    anonymous_engine_seconds_per_hour: float = Field(default=600.0, gt=0, le=10_000_000)
+    """Engine seconds per hour the anonymous tenant may be charged (RATE_LIMITED past it)."""
+    anonymous_per_address_per_minute: int = Field(default=30, ge=1, le=1_000_000)
+    """Submissions one client address may make without a key in any 60 s (RATE_LIMITED
+    past it), counted by each API process on its own."""
+    forwarded_for_header: str | None = None
+    """The header a trusted proxy in front writes the client's address into, such as
+    `X-Forwarded-For` (its last entry is taken: the one that proxy appended). Unset: the
+    address of the peer. Set it only behind such a proxy: a client could write the
+    header itself."""
+    key_cache_seconds: float = Field(default=2.0, gt=0, le=3600)
+    """Seconds a looked-up key is trusted before it is looked up again; a revoked key
+    stops working within about this long, on an open WebSocket too."""
+
+    @field_validator("forwarded_for_header", mode="before")
+    @classmethod
+    def parse_header_name(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return None
+            if not HEADER_NAME.fullmatch(value):
+                raise ValueError(f"{value!r} is not a header name, such as X-Forwarded-For")
+            return value.lower()
+        return value
 
     document_cache_size: int = Field(default=256, ge=0, le=100_000)
     """Parsed and validated documents kept per process (each cache is bounded)."""

@@ -9,7 +9,8 @@ from datetime import datetime
 import chess
 import strawberry
 
-from db import models
+from api.context import ResolverInfo
+from db import models, tenants
 
 
 @strawberry.enum(description="Where an analysis is in its life.")
@@ -210,7 +211,12 @@ class WorkerStatus:
     last_seen_at: datetime
 
 
-@strawberry.type(description="The queue at one moment, read in one snapshot.")
+@strawberry.type(
+    description=(
+        "The queue at one moment, read in one snapshot: everyone's analyses for an admin"
+        " key, the caller's own for any other."
+    )
+)
 class QueueStats:
     queued: int
     running: int
@@ -223,10 +229,99 @@ class QueueStats:
     finished_last_minute: int = strawberry.field(
         description="Analyses that became DONE, FAILED or CANCELED in the last 60 s."
     )
-    workers_alive: int
+    workers_alive: int = strawberry.field(
+        description="Live workers (heartbeat not expired); 0 unless the key is an admin's."
+    )
     workers: list[WorkerStatus] = strawberry.field(
-        description="Live workers (heartbeat not expired), oldest first."
+        description=(
+            "Live workers (heartbeat not expired), oldest first; empty unless the key is"
+            " an admin's."
+        )
     )
     running_without_worker: int = strawberry.field(
-        description="Running analyses whose worker is gone; the next sweep takes them back."
+        description=(
+            "Running analyses whose worker is gone; the next sweep takes them back. 0"
+            " unless the key is an admin's."
+        )
+    )
+
+
+@strawberry.enum(description="What a key may do.")
+class Scope(enum.Enum):
+    ANALYSE = strawberry.enum_value(
+        "analyse", description="Submit analyses, and read and cancel one's own."
+    )
+    ADMIN = strawberry.enum_value(
+        "admin",
+        description="Read and cancel everyone's analyses; the workers in queueStats; /metrics.",
+    )
+
+
+SCOPES = {tenants.ANALYSE: Scope.ANALYSE, tenants.ADMIN: Scope.ADMIN}
+"""Each scope a key may have, as the schema names it."""
+
+
+@strawberry.type(description="What a tenant may use; null: no limit.")
+class Quotas:
+    max_queued: int | None = strawberry.field(
+        description="Analyses it may have queued at once (QUOTA_EXCEEDED past it)."
+    )
+    engine_seconds_per_hour: float | None = strawberry.field(
+        description=(
+            "Engine seconds it may be charged per hour, each submission its timeLimit"
+            " (RATE_LIMITED past it); what an analysis did not use is given back."
+        )
+    )
+    weight: float = strawberry.field(
+        description="Its share of the workers while several tenants have work queued."
+    )
+
+
+@strawberry.type(description="What a tenant has in the queue and has used.")
+class Usage:
+    queued: int
+    running: int
+    engine_seconds_available: float | None = strawberry.field(
+        description="Engine seconds it may be charged now; null without such a quota."
+    )
+    engine_seconds_last_hour: float = strawberry.field(
+        description="Engine time its analyses that finished in the last hour took."
+    )
+
+
+async def viewer_usage(root: Viewer, info: ResolverInfo) -> Usage:
+    """What the viewer has in the queue and has used, read only when asked for."""
+    found = await tenants.usage(info.context.pool, root.tenant)
+    return Usage(
+        queued=found.queued,
+        running=found.running,
+        engine_seconds_available=found.engine_seconds_available,
+        engine_seconds_last_hour=found.engine_seconds_last_hour,
+    )
+
+
+@strawberry.type(description="Who asks: the tenant of the request's key, or the anonymous one.")
+class Viewer:
+    name: str = strawberry.field(description='The key\'s name; "anonymous" without a key.')
+    scopes: list[Scope]
+    quotas: Quotas
+    tenant: strawberry.Private[tenants.Tenant]
+
+    @classmethod
+    def from_tenant(cls, tenant: tenants.Tenant) -> Viewer:
+        quotas = tenant.quotas
+        return cls(
+            name=tenant.name,
+            scopes=[scope for name, scope in SCOPES.items() if name in tenant.scopes],
+            quotas=Quotas(
+                max_queued=quotas.max_queued,
+                engine_seconds_per_hour=quotas.engine_seconds_per_hour,
+                weight=quotas.weight,
+            ),
+            tenant=tenant,
+        )
+
+    usage: Usage = strawberry.field(
+        resolver=viewer_usage,
+        description="Its analyses queued and running now, and its engine time.",
     )

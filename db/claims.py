@@ -14,6 +14,11 @@ row back as it stops (released), and the sweep taking back a row whose lease lap
 (lost, in `db.sweep`). The retry-or-give-up rule is the SQL function
 `analysis_ending_status` (migration 0007), called by that statement alone.
 
+Workers take queued rows in the order of their `turn`, the virtual time a submission is
+given by fair queuing among tenants (`db.submissions`). An end that finishes a row (done,
+failed, canceled) settles its tenant's engine seconds in the same statement: what the
+row was charged and its last attempt did not use goes back to the tenant's bucket.
+
 Every end is fenced by its claim token, `(worker_id, attempts)`: a worker whose row was
 taken from it finds that its late write matches nothing, and learns so from the result.
 A finished row therefore never changes again: completion happens at most once.
@@ -178,14 +183,39 @@ EXCHANGE = """
            -- the sweep takes back only a lease that has lapsed (re-checked on the row
            -- version the update locks, so a renewal meanwhile wins)
            AND (o.ending <> 'lost' OR a.lease_expires_at < now())
-        RETURNING a.id, a.status
+        RETURNING a.id, a.status, a.tenant_id, a.time_limit, a.started_at, a.finished_at
+    ),
+    refunds AS (
+        -- a finished row gives its tenant back what it was charged and did not use: its
+        -- time limit less its last attempt's time, per tenant
+        SELECT tenant_id, sum(time_limit - least(time_limit, greatest(0,
+                   extract(epoch FROM finished_at - started_at)))) AS seconds
+          FROM ended
+         WHERE status IN ('done', 'failed', 'canceled')
+         GROUP BY tenant_id
+    ),
+    tenants AS (
+        -- only tenants with an engine-seconds quota keep a bucket; their rows are locked
+        -- in one order, so that concurrent exchanges wait for each other, never deadlock
+        SELECT id FROM api_keys
+         WHERE id IN (SELECT tenant_id FROM refunds)
+           AND engine_seconds_per_hour IS NOT NULL AND budget_seconds IS NOT NULL
+         ORDER BY id
+           FOR NO KEY UPDATE
+    ),
+    refunded AS (
+        UPDATE api_keys AS k
+           SET budget_seconds = least(k.engine_seconds_per_hour,
+                                      k.budget_seconds + refunds.seconds)
+          FROM refunds, tenants
+         WHERE k.id = refunds.tenant_id AND k.id = tenants.id
     ),
     due AS (
-        -- the oldest due rows of the highest priority, by the partial claim index; rows
-        -- other claimers hold are skipped, not waited for (a locking CTE runs once)
+        -- the due rows with the earliest turns, by the partial claim index; rows other
+        -- claimers hold are skipped, not waited for (a locking CTE runs once)
         SELECT id FROM analyses
          WHERE status = 'queued' AND run_after <= now()
-         ORDER BY priority DESC, created_at
+         ORDER BY turn
          LIMIT $3
            FOR UPDATE SKIP LOCKED
     ),
@@ -199,12 +229,12 @@ EXCHANGE = """
          -- by primary key, whatever the planner guesses of LIMIT $3
          WHERE a.id = ANY (ARRAY(SELECT id FROM due))
         RETURNING a.id, a.fen, a.num_moves_to_return, a.time_limit, a.depth_limit,
-                  a.attempts, a.max_attempts, a.priority, a.created_at
+                  a.attempts, a.max_attempts, a.turn
     )
     -- the rows ended are running, the rows claimed are queued: never the same row
     SELECT claimed.*, NULL::analysis_status AS status FROM claimed
     UNION ALL
-    SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, status FROM ended
+    SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, status FROM ended
     """
 
 
@@ -219,7 +249,7 @@ async def exchange(
     backoff: Backoff = NO_BACKOFF,
 ) -> Exchanged:
     """End the claims of `outcomes` and take up to `claim` due queued rows for
-    `worker_id`, in one statement; the rows come highest priority first, then oldest."""
+    `worker_id`, in one statement; the rows come in the order of their turns."""
     rows = await pool.fetch(
         EXCHANGE,
         worker_id,
@@ -237,7 +267,7 @@ async def exchange(
     )
     claimed = sorted(
         (row for row in rows if row["status"] is None),
-        key=lambda row: (-row["priority"], row["created_at"]),
+        key=lambda row: row["turn"],
     )
     return Exchanged(
         claimed=[

@@ -7,11 +7,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, select, text, tuple_
+from sqlalchemy import Select, TextClause, literal_column, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import errors
-from db.models import Analysis, AnalysisStatus, WorkerRow
+from db.models import ANONYMOUS_TENANT, Analysis, AnalysisStatus, WorkerRow
 from db.session import session
 
 
@@ -23,14 +23,28 @@ class Position:
     id: uuid.UUID
 
 
+KEYED = Analysis.tenant_id != literal_column(f"'{ANONYMOUS_TENANT}'::uuid")
+"""The predicate of `ix_analyses_tenant_listing`, spelled as the index spells it, so the
+planner can use the index whatever the tenant's id (a bound parameter)."""
+
+
 def newest_query(
-    limit: int, after: Position | None = None, status: AnalysisStatus | None = None
+    limit: int,
+    after: Position | None = None,
+    status: AnalysisStatus | None = None,
+    tenant_id: uuid.UUID | None = None,
 ) -> Select[Analysis]:
-    """Up to `limit` rows, newest first, strictly after `after`: keyset pagination over
-    `ix_analyses_listing` (or `ix_analyses_status_listing` with a status)."""
+    """Up to `limit` rows, newest first, strictly after `after`, of everyone (None) or
+    of one tenant: keyset pagination over `ix_analyses_listing` (or
+    `ix_analyses_status_listing` with a status, `ix_analyses_tenant_listing` with a
+    tenant other than the anonymous one)."""
     query = select(Analysis).order_by(Analysis.created_at.desc(), Analysis.id.desc()).limit(limit)
     if status is not None:
         query = query.where(Analysis.status == status)
+    if tenant_id is not None:
+        query = query.where(Analysis.tenant_id == tenant_id)
+        if str(tenant_id) != ANONYMOUS_TENANT:
+            query = query.where(KEYED)
     if after is not None:
         query = query.where(
             tuple_(Analysis.created_at, Analysis.id) < tuple_(after.created_at, after.id)
@@ -44,11 +58,12 @@ async def newest(
     limit: int,
     after: Position | None = None,
     status: AnalysisStatus | None = None,
+    tenant_id: uuid.UUID | None = None,
 ) -> list[Analysis]:
     """A page of `newest_query`: rows inserted meanwhile are newer than the first page,
     so they never shift later ones."""
     async with session(engine) as db:
-        return list(await db.scalars(newest_query(limit, after, status)))
+        return list(await db.scalars(newest_query(limit, after, status, tenant_id)))
 
 
 @dataclass(frozen=True)
@@ -71,38 +86,62 @@ class QueueStats:
     """Running rows whose worker has no live heartbeat row (lost; the sweep takes them back)."""
 
 
-COUNTS = text("SELECT status, count(*) AS n FROM analyses GROUP BY status")
-OLDEST_QUEUED = text(
-    """
+COUNTS = "SELECT status, count(*) AS n FROM analyses WHERE {tenant} GROUP BY status"
+OLDEST_QUEUED = """
     SELECT extract(epoch FROM now() - min(created_at)) AS seconds
-      FROM analyses WHERE status = 'queued'
+      FROM analyses WHERE status = 'queued' AND {tenant}
     """
-)
-FINISHED_LAST_MINUTE = text(
-    "SELECT count(*) FROM analyses WHERE finished_at > now() - interval '1 minute'"
-)
+FINISHED_LAST_MINUTE = """
+    SELECT count(*) FROM analyses WHERE finished_at > now() - interval '1 minute' AND {tenant}
+    """
+
+
+def _statistics(tenant: str) -> dict[str, TextClause]:
+    """The statistics' statements, restricted to the rows where `tenant` holds."""
+    return {
+        "counts": text(COUNTS.format(tenant=tenant)),
+        "oldest": text(OLDEST_QUEUED.format(tenant=tenant)),
+        "finished": text(FINISHED_LAST_MINUTE.format(tenant=tenant)),
+    }
+
+
+EVERYONE = _statistics("true")
+ONE_TENANT = _statistics("tenant_id = :tenant")
+"""A tenant's statistics are statements of their own, planned for one tenant."""
 RUNNING_PER_WORKER = text(
     "SELECT worker_id, count(*) AS n FROM analyses WHERE status = 'running' GROUP BY worker_id"
 )
 
 
 @errors.translated
-async def queue_stats(engine: AsyncEngine) -> QueueStats:
+async def queue_stats(engine: AsyncEngine, tenant_id: uuid.UUID | None = None) -> QueueStats:
     """Counts by status, queue age, throughput and the live workers' load, read in one
-    snapshot (REPEATABLE READ) so the numbers agree with each other."""
+    snapshot (REPEATABLE READ) so the numbers agree with each other.
+
+    With `tenant_id`, the counts, age and throughput are that tenant's, and the workers
+    (everyone's) are left out: no workers, none unowned."""
+    statements, tenant = (
+        (EVERYONE, {}) if tenant_id is None else (ONE_TENANT, {"tenant": tenant_id})
+    )
     async with session(engine) as db:
         await db.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-        counts = {AnalysisStatus(row.status): row.n for row in await db.execute(COUNTS)}
-        oldest = (await db.execute(OLDEST_QUEUED)).scalar_one()
-        finished = (await db.execute(FINISHED_LAST_MINUTE)).scalar_one()
-        running = {row.worker_id: row.n for row in await db.execute(RUNNING_PER_WORKER)}
-        alive = list(
-            await db.scalars(
-                select(WorkerRow)
-                .where(WorkerRow.expires_at > text("now()"))
-                .order_by(WorkerRow.started_at)
+        counts = {
+            AnalysisStatus(row.status): row.n
+            for row in await db.execute(statements["counts"], tenant)
+        }
+        oldest = (await db.execute(statements["oldest"], tenant)).scalar_one()
+        finished = (await db.execute(statements["finished"], tenant)).scalar_one()
+        if tenant_id is None:
+            running = {row.worker_id: row.n for row in await db.execute(RUNNING_PER_WORKER)}
+            alive = list(
+                await db.scalars(
+                    select(WorkerRow)
+                    .where(WorkerRow.expires_at > text("now()"))
+                    .order_by(WorkerRow.started_at)
+                )
             )
-        )
+        else:
+            running, alive = {}, []
     loads = [WorkerLoad(worker, running.pop(worker.id, 0)) for worker in alive]
     return QueueStats(
         counts={status: counts.get(status, 0) for status in AnalysisStatus},

@@ -1,4 +1,4 @@
-"""The `analyses` table as Python sees it, and the values stored in its columns.
+"""The tables as Python sees them, and the values stored in their columns.
 
 Alembic owns the table (`alembic/versions/`); this model must match it, and a test
 checks that autogenerate finds no difference.
@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Enum,
@@ -24,7 +25,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -100,6 +101,53 @@ status_type = Enum(
 )
 
 
+ANONYMOUS_TENANT = "00000000-0000-0000-0000-000000000000"
+"""The id of the anonymous tenant's row (`db.tenants.ANONYMOUS_ID`)."""
+
+
+class AnalysisKind(enum.IntEnum):
+    """Which line of its tenant's an analysis waits in."""
+
+    INTERACTIVE = 0
+    """A single position someone waits for: before the tenant's batch work."""
+    BATCH = 1
+    """Part of a larger job (a game's positions)."""
+
+
+class ApiKey(Base):
+    """A tenant: an API key (only its secret's hash), its scopes and quotas, and the
+    queue's state for it. See `db.tenants`."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    secret_hash: Mapped[str | None] = mapped_column(Text, unique=True)
+    """SHA-256 of the secret, hexadecimal; NULL for the anonymous tenant."""
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{analyse}'"))
+    max_queued: Mapped[int | None] = mapped_column(Integer)
+    """Analyses it may have queued at once; NULL: no limit."""
+    engine_seconds_per_hour: Mapped[float | None] = mapped_column(Float)
+    """The token bucket's capacity and hourly refill; NULL: no limit. The anonymous
+    tenant's follows the API's settings, written by each of its submissions."""
+    weight: Mapped[float] = mapped_column(Float, server_default=text("1"))
+    """Its share of the slots while several tenants have work queued."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    budget_seconds: Mapped[float | None] = mapped_column(Float)
+    """Engine seconds in the bucket as of `budget_at`; NULL: full (never charged)."""
+    budget_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_turn: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    """The turn its last interactive submission took (epoch seconds, virtual)."""
+    next_batch_turn: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    """The same for its batch work."""
+    queued_total: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """How many analyses it has ever queued: lets a submission that waited for another
+    one's lock on this row count the analyses that one queued (see `db.submissions`)."""
+
+
 class Analysis(Base):
     """One request to analyse a position, and its result once a worker has finished it."""
 
@@ -116,6 +164,16 @@ class Analysis(Base):
         status_type, server_default=AnalysisStatus.QUEUED.value
     )
     priority: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
+    """Not read: the claim orders by `turn`."""
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), server_default=text(f"'{ANONYMOUS_TENANT}'::uuid")
+    )
+    """Who submitted it: an `api_keys` row (no foreign key; see migration 0008)."""
+    kind: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
+    """`AnalysisKind`: interactive (0) or batch (1)."""
+    turn: Mapped[float] = mapped_column(Float, server_default=text("extract(epoch FROM now())"))
+    """Its place in the line (virtual time, epoch seconds): workers claim the smallest
+    first. Fair queuing among tenants; see `db.submissions`."""
     attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     max_attempts: Mapped[int] = mapped_column(SmallInteger, server_default=text("3"))
     run_after: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -137,11 +195,14 @@ class Analysis(Base):
         return [ResultLine.from_json(line) for line in self.result]
 
 
-# Serves the claim: the next queued row by priority, then age; finished rows stay out of it.
+# Serves the claim: the queued row with the smallest turn; finished rows stay out of it.
+Index("ix_analyses_claim", Analysis.turn, postgresql_where=Analysis.status == AnalysisStatus.QUEUED)
+
+# Serves a tenant's queued-work quota (a count) and what it waits for next.
 Index(
-    "ix_analyses_claim",
-    Analysis.priority.desc(),
-    Analysis.created_at,
+    "ix_analyses_tenant_queued",
+    Analysis.tenant_id,
+    Analysis.turn,
     postgresql_where=Analysis.status == AnalysisStatus.QUEUED,
 )
 
@@ -152,8 +213,16 @@ Index(
     postgresql_where=Analysis.status == AnalysisStatus.RUNNING,
 )
 
-# Newest-first listings (keyset pagination), over everything or one status.
+# Newest-first listings (keyset pagination), over everything, one status or one tenant.
 Index("ix_analyses_listing", Analysis.created_at.desc(), Analysis.id.desc())
+# A keyed tenant's listing (anonymous work is never listed by tenant).
+Index(
+    "ix_analyses_tenant_listing",
+    Analysis.tenant_id,
+    Analysis.created_at.desc(),
+    Analysis.id.desc(),
+    postgresql_where=Analysis.tenant_id != text(f"'{ANONYMOUS_TENANT}'::uuid"),
+)
 Index(
     "ix_analyses_status_listing",
     Analysis.status,

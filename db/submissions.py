@@ -1,5 +1,24 @@
 """The API's statements: storing a request, reading rows, asking for a cancellation.
 
+Every row belongs to a tenant (`db.tenants`). A submission is checked against the
+queue's cap and its tenant's quotas, charged, and given its place in the line, all in
+the statement that stores it:
+
+- engine seconds: a token bucket per tenant, holding up to its hourly quota and
+  refilled at that rate; a submission is charged its time limit (`MIN_CHARGE_SECONDS`
+  when it is answered without an engine) and refused while the bucket holds less. What
+  an analysis did not use is given back when it ends (`db.claims`) or is canceled
+  before it ran (`request_cancel`). A row changed by hand in psql settles nothing.
+- turns: start-time fair queuing on a virtual clock in seconds. A tenant's submission
+  takes the turn `max(its clock, now) + charge / weight` and moves the clock there;
+  workers claim the smallest turn first. A tenant with a backlog has turns far ahead,
+  a newcomer's start at now, so it waits about one analysis per slot; weight w gets w
+  times the share. Interactive and batch work keep separate clocks, so a tenant's
+  single positions do not wait behind its own batch backlog.
+
+A tenant's submissions take turns on its row (its lock), so its quotas hold exactly
+however many arrive at once.
+
 Triggers in the migrations send the notifications: a row stored queued wakes the
 workers, a row reaching done, failed or canceled wakes its subscribers.
 """
@@ -10,15 +29,16 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast
 
 import asyncpg
-from sqlalchemy import select, text
+from sqlalchemy import ColumnElement, select, text, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import errors
-from db.models import Analysis, AnalysisStatus, ResultLine
+from db import errors, tenants
+from db.models import Analysis, AnalysisKind, AnalysisStatus, ResultLine
 from db.session import session
+from db.tenants import Tenant
 
 
 @dataclass(frozen=True)
@@ -39,24 +59,101 @@ class NewAnalysis:
     """Claims allowed before a row whose engine or worker keeps dying is failed."""
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why a submission was not stored; nothing was stored or charged."""
+
+    reason: Literal["queue_full", "quota_exceeded", "rate_limited"]
+    """`queue_full`: the whole queue holds its cap; `quota_exceeded`: the tenant's queued
+    work is at its quota; `rate_limited`: its engine seconds are used up for now."""
+    retry_after: float
+    """Seconds after which the same submission may be accepted. `rate_limited`: exact,
+    when the bucket holds the charge again. `quota_exceeded` and `queue_full`: an
+    estimate, the time limit of the queued analysis (the tenant's, or anyone's) that a
+    worker takes next, at least a second."""
+    detail: str
+    """What was found, for people: "20 analyses queued, the quota is 20"."""
+
+
 ENQUEUE = """
-    -- $1..$5 the request; $6 the queue's cap
-    INSERT INTO analyses (fen, num_moves_to_return, time_limit, depth_limit, max_attempts)
-    SELECT $1, $2, $3, $4, $5
-     -- counts at most $6 queued rows over the claim index, so the check stays cheap
-     WHERE (SELECT count(*) FROM (
-              SELECT 1 FROM analyses WHERE status = 'queued' LIMIT $6) AS queued) < $6
-    RETURNING *
-    """
-
-STORE_FINISHED = """
-    -- $1..$5 the request; $6 its result, known without an engine
+    -- $1..$5 the request; $6 the queue's cap; $7 the tenant; $8, $9, $10 its quotas
+    -- (max queued, engine seconds per hour, weight; NULL: no limit); $11 the kind
+    -- (0 interactive, 1 batch); $12 the charge in engine seconds; $13 the result when
+    -- it is known without an engine (stored done at once), NULL to queue the request.
+    WITH tenant AS (
+        -- Checks, charges and gives the turn on the tenant's row, whose lock serializes
+        -- the tenant's submissions. No row when a check fails: nothing is charged, and
+        -- the insert below inserts nothing.
+        UPDATE api_keys AS k
+           SET -- the bucket: refilled at $9/3600 a second up to $9, less the charge
+               budget_seconds = CASE WHEN $9::float8 IS NOT NULL THEN
+                   least($9, coalesce(k.budget_seconds + $9 / 3600 * greatest(0,
+                       extract(epoch FROM now() - k.budget_at)), $9)) - $12 END,
+               budget_at = greatest(k.budget_at, now()),
+               -- start-time fair queuing: from the later of its last turn and now, a
+               -- job moves the tenant's clock on by its charge over its weight
+               next_turn = CASE WHEN $13::text IS NULL AND $11 = 0
+                   THEN greatest(k.next_turn, extract(epoch FROM now())) + $12 / $10
+                   ELSE k.next_turn END,
+               next_batch_turn = CASE WHEN $13::text IS NULL AND $11 <> 0
+                   THEN greatest(k.next_batch_turn, extract(epoch FROM now())) + $12 / $10
+                   ELSE k.next_batch_turn END,
+               queued_total = k.queued_total + ($13::text IS NULL)::integer,
+               -- the anonymous tenant's quota is the API's setting: the row follows it,
+               -- so that the worker's refunds know the bucket's capacity
+               engine_seconds_per_hour = CASE
+                   WHEN k.id = '00000000-0000-0000-0000-000000000000' THEN $9
+                   ELSE k.engine_seconds_per_hour END
+         WHERE k.id = $7
+           -- the queue's cap: counts at most $6 queued rows over the claim index
+           AND ($13::text IS NOT NULL OR $6 > (SELECT count(*) FROM (
+                   SELECT 1 FROM analyses WHERE status = 'queued' LIMIT $6) AS queued))
+           -- the tenant's queued work, over its partial index. The count reads the
+           -- statement's snapshot; after waiting for another submission's lock, this
+           -- row is the newer version, and the growth of `queued_total` since the
+           -- snapshot adds the rows queued meanwhile, which the count cannot see.
+           AND ($13::text IS NOT NULL OR $8::integer IS NULL OR $8 > (
+                   SELECT count(*) FROM (
+                       SELECT 1 FROM analyses
+                        WHERE tenant_id = $7 AND status = 'queued' LIMIT $8) AS queued)
+                   + k.queued_total - (SELECT queued_total FROM api_keys WHERE id = $7))
+           -- the engine seconds: enough in the bucket for the charge
+           AND ($9::float8 IS NULL OR $12 <= least($9, coalesce(k.budget_seconds
+                   + $9 / 3600 * greatest(0, extract(epoch FROM now() - k.budget_at)), $9)))
+        RETURNING CASE WHEN $13::text IS NOT NULL THEN extract(epoch FROM now())
+                       WHEN $11 = 0 THEN k.next_turn
+                       ELSE k.next_batch_turn END AS turn
+    )
     INSERT INTO analyses (fen, num_moves_to_return, time_limit, depth_limit, max_attempts,
-                          status, result, finished_at)
-    VALUES ($1, $2, $3, $4, $5, 'done', $6::jsonb, now())
+                          tenant_id, kind, turn, status, result, finished_at)
+    SELECT $1, $2, $3, $4, $5, $7, $11, tenant.turn,
+           CASE WHEN $13::text IS NULL THEN 'queued' ELSE 'done' END::analysis_status,
+           $13::jsonb, CASE WHEN $13::text IS NULL THEN NULL ELSE now() END
+      FROM tenant
     RETURNING *
     """
 
+REFUSED = """
+    -- $1 the tenant; $2, $3 its quotas (max queued, engine seconds per hour);
+    -- $4 the queue's cap. What the refused submission found, read again.
+    SELECT EXISTS (SELECT 1 FROM api_keys WHERE id = $1) AS tenant_exists,
+           (SELECT count(*) FROM (
+                SELECT 1 FROM analyses WHERE tenant_id = $1 AND status = 'queued'
+                 LIMIT coalesce($2::integer, 0)) AS queued) AS tenant_queued,
+           (SELECT time_limit FROM analyses WHERE tenant_id = $1 AND status = 'queued'
+             ORDER BY turn LIMIT 1) AS tenant_next_time_limit,
+           (SELECT least($3::float8, coalesce(budget_seconds + $3 / 3600 * greatest(0,
+                       extract(epoch FROM now() - budget_at)), $3))
+              FROM api_keys WHERE id = $1) AS available,
+           (SELECT count(*) FROM (
+                SELECT 1 FROM analyses WHERE status = 'queued' LIMIT $4) AS queued) AS queued,
+           (SELECT time_limit FROM analyses WHERE status = 'queued'
+             ORDER BY turn LIMIT 1) AS next_time_limit
+    """
+
+ATTEMPTS = 3
+"""Submissions tried when the checks that refused one pass on a second look (the queue
+moved meanwhile) before it is refused as `queue_full`."""
 
 Connections = Any
 """Where a plain asyncpg statement runs: the API's pool, or one connection."""
@@ -64,32 +161,121 @@ Connections = Any
 
 @errors.translated
 async def enqueue(
-    connections: Connections, request: NewAnalysis, *, max_queued: int
-) -> Analysis | None:
-    """Store a request: queued, or done at once when its result is already known.
+    connections: Connections,
+    request: NewAnalysis,
+    *,
+    tenant: Tenant,
+    max_queued: int,
+    kind: int = AnalysisKind.INTERACTIVE,
+) -> Analysis | Refusal:
+    """Store `tenant`'s request, queued, or done at once when its result is already known.
 
-    None when `max_queued` rows already wait: nothing is stored. One statement, one
-    round trip: the submit path's only visit to the database.
+    Checked and charged in the same statement, on the tenant's row: the queue's cap
+    (`max_queued` rows waiting in all), the tenant's queued-work quota, and its engine
+    seconds (the request's time limit; `tenants.MIN_CHARGE_SECONDS` for a request
+    answered without an engine, which is checked against the engine seconds only).
+    `tenant.quotas` are the ones applied: for the anonymous tenant, the API's settings.
+    Its turn puts it after the tenant's own queued work of the same kind, and among
+    other tenants' work by fair queuing (see `db.claims`).
+
+    One statement, one round trip; a refusal costs a second read, which says why.
     """
-    fields = (
+    arguments = _arguments(request, tenant, max_queued, kind)
+    if isinstance(connections, asyncpg.Pool):
+        async with connections.acquire() as connection:
+            return await _enqueue(connection, tenant, max_queued, arguments)
+    return await _enqueue(connections, tenant, max_queued, arguments)
+
+
+def _arguments(
+    request: NewAnalysis, tenant: Tenant, max_queued: int, kind: int
+) -> tuple[object, ...]:
+    if request.finished_result is None:
+        charge, result = request.time_limit, None
+    else:
+        charge = tenants.MIN_CHARGE_SECONDS
+        result = json.dumps([line.to_json() for line in request.finished_result])
+    return (
         request.fen,
         request.num_moves_to_return,
         request.time_limit,
         request.depth_limit,
         request.max_attempts,
+        max_queued,
+        tenant.id,
+        tenant.quotas.max_queued,
+        tenant.quotas.engine_seconds_per_hour,
+        tenant.quotas.weight,
+        int(AnalysisKind(kind)),  # ValueError for a kind that is neither
+        charge,
+        result,
     )
-    arguments: tuple[object, ...]
-    if request.finished_result is None:
-        statement, arguments = ENQUEUE, (*fields, max_queued)
-    else:
-        result = json.dumps([line.to_json() for line in request.finished_result])
-        statement, arguments = STORE_FINISHED, (*fields, result)
-    if isinstance(connections, asyncpg.Pool):
-        async with connections.acquire() as connection:
-            record = await errors.fetchrow(connection, statement, *arguments)
-    else:
-        record = await errors.fetchrow(connections, statement, *arguments)
-    return None if record is None else analysis_from(record)
+
+
+async def _enqueue(
+    connection: Any, tenant: Tenant, max_queued: int, arguments: tuple[object, ...]
+) -> Analysis | Refusal:
+    for _ in range(ATTEMPTS):
+        record = await errors.fetchrow(connection, ENQUEUE, *arguments)
+        if record is not None:
+            return analysis_from(record)
+        refusal = await _refusal(connection, tenant, max_queued, arguments)
+        if refusal is not None:
+            return refusal
+    return Refusal("queue_full", 1.0, "the queue is too busy to take it now")
+
+
+async def _refusal(
+    connection: Any, tenant: Tenant, max_queued: int, arguments: tuple[object, ...]
+) -> Refusal | None:
+    """Which check refused the submission, read again: the tenant's queued work, its
+    engine seconds, then the queue's cap. None when they all pass now.
+
+    The wait for queued work is the time limit of the tenant's analysis that a worker
+    takes next (of the whole queue's, for `queue_full`), at least a second: about when
+    a slot frees a place. The wait for engine seconds is exact: when the bucket, refilled
+    at the quota's hourly rate, holds the charge.
+    """
+    quotas = tenant.quotas
+    charge = cast(float, arguments[11])
+    finished_at_once = arguments[12] is not None
+    found = await errors.fetchrow(
+        connection,
+        REFUSED,
+        tenant.id,
+        quotas.max_queued,
+        quotas.engine_seconds_per_hour,
+        max_queued,
+    )
+    if not found["tenant_exists"]:
+        raise LookupError(f"no tenant with id {tenant.id}")
+    if (
+        not finished_at_once
+        and quotas.max_queued is not None
+        and found["tenant_queued"] >= quotas.max_queued
+    ):
+        return Refusal(
+            "quota_exceeded",
+            max(1.0, found["tenant_next_time_limit"] or 1.0),
+            f"{found['tenant_queued']} analyses queued, the quota is {quotas.max_queued}",
+        )
+    cap = quotas.engine_seconds_per_hour
+    available = found["available"]
+    if cap is not None and available is not None and available < charge:
+        detail = (
+            f"{charge:g} engine seconds asked, {max(available, 0.0):.2f} available"
+            f" (the quota is {cap:g} an hour)"
+        )
+        if charge > cap:
+            detail += f"; a time limit above {cap:g} s is never accepted"
+        return Refusal("rate_limited", (charge - available) / (cap / 3600), detail)
+    if not finished_at_once and found["queued"] >= max_queued:
+        return Refusal(
+            "queue_full",
+            max(1.0, found["next_time_limit"] or 1.0),
+            f"{found['queued']} analyses queued in all, the cap is {max_queued}",
+        )
+    return None
 
 
 def analysis_from(record: asyncpg.Record) -> Analysis:
@@ -101,47 +287,82 @@ def analysis_from(record: asyncpg.Record) -> Analysis:
     return Analysis(**values)
 
 
+def visible_to(viewer: Tenant | None) -> ColumnElement[bool]:
+    """The rows `viewer` may see: all of them for None (the service itself) or an
+    admin; else its own and the anonymous tenant's (whose ids are their capability)."""
+    if viewer is None or viewer.is_admin:
+        return true()
+    return Analysis.tenant_id.in_([viewer.id, tenants.ANONYMOUS_ID])
+
+
 @errors.translated
-async def get(engine: AsyncEngine, analysis_id: uuid.UUID) -> Analysis | None:
-    """The row with `analysis_id`, or None."""
+async def get(
+    engine: AsyncEngine, analysis_id: uuid.UUID, *, viewer: Tenant | None = None
+) -> Analysis | None:
+    """The row with `analysis_id`, or None (also when `viewer` may not see it)."""
     async with session(engine) as db:
-        row: Analysis | None = await db.scalar(select(Analysis).where(Analysis.id == analysis_id))
+        row: Analysis | None = await db.scalar(
+            select(Analysis).where(Analysis.id == analysis_id, visible_to(viewer))
+        )
     return row
 
 
 @errors.translated
-async def get_many(engine: AsyncEngine, ids: Sequence[uuid.UUID]) -> list[Analysis]:
-    """The rows with these ids (those that exist), in one statement."""
+async def get_many(
+    engine: AsyncEngine, ids: Sequence[uuid.UUID], *, viewer: Tenant | None = None
+) -> list[Analysis]:
+    """The rows with these ids that exist and `viewer` may see, in one statement."""
     if not ids:
         return []
     async with session(engine) as db:
-        return list(await db.scalars(select(Analysis).where(Analysis.id.in_(list(ids)))))
+        return list(
+            await db.scalars(select(Analysis).where(Analysis.id.in_(list(ids)), visible_to(viewer)))
+        )
 
 
 REQUEST_CANCEL = text(
     """
-    UPDATE analyses
-       SET status = CASE WHEN status = 'queued' THEN 'canceled'
-                         ELSE status END,
-           finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
-           -- a running row is stopped by its worker, told by the trigger's NOTIFY
-           cancel_requested_at = CASE WHEN status = 'running'
-                                      THEN coalesce(cancel_requested_at, now())
-                                      ELSE cancel_requested_at END
-     WHERE id = :id AND status IN ('queued', 'running')
+    WITH asked AS (
+        UPDATE analyses
+           SET status = CASE WHEN status = 'queued' THEN 'canceled'
+                             ELSE status END,
+               finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
+               -- a running row is stopped by its worker, told by the trigger's NOTIFY
+               cancel_requested_at = CASE WHEN status = 'running'
+                                          THEN coalesce(cancel_requested_at, now())
+                                          ELSE cancel_requested_at END
+         WHERE id = :id AND status IN ('queued', 'running')
+           AND (:everyone OR tenant_id = ANY (:tenants))
+        RETURNING tenant_id, time_limit, status
+    )
+    -- a row canceled before it ran gives its tenant back all it was charged (a running
+    -- one is settled by its worker's outcome, in db.claims)
+    UPDATE api_keys AS k
+       SET budget_seconds = least(k.engine_seconds_per_hour, k.budget_seconds + asked.time_limit)
+      FROM asked
+     WHERE k.id = asked.tenant_id AND asked.status = 'canceled'
+       AND k.engine_seconds_per_hour IS NOT NULL AND k.budget_seconds IS NOT NULL
     """
 )
 
 
 @errors.translated
-async def request_cancel(engine: AsyncEngine, analysis_id: uuid.UUID) -> Analysis | None:
-    """Cancel a queued row at once, or ask the worker of a running one to stop it.
+async def request_cancel(
+    engine: AsyncEngine, analysis_id: uuid.UUID, *, viewer: Tenant | None = None
+) -> Analysis | None:
+    """Cancel a queued row at once (refunding its charge), or ask the worker of a
+    running one to stop it.
 
-    A finished row is left as it is. The row afterwards, or None for an unknown id.
+    A finished row is left as it is. The row afterwards, or None for an unknown id or
+    one `viewer` may not see (see `get`).
     """
+    everyone = viewer is None or viewer.is_admin
+    owners = [] if viewer is None else [viewer.id, tenants.ANONYMOUS_ID]
     async with engine.begin() as connection:
-        await connection.execute(REQUEST_CANCEL, {"id": analysis_id})
-    return await get(engine, analysis_id)
+        await connection.execute(
+            REQUEST_CANCEL, {"id": analysis_id, "everyone": everyone, "tenants": owners}
+        )
+    return await get(engine, analysis_id, viewer=viewer)
 
 
 TERMINAL_AMONG = text(

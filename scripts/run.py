@@ -45,8 +45,10 @@ DESCRIPTION = """\
 `make run`: the whole service on one machine. Starts an embedded PostgreSQL under
 DB_DATA_DIR when DATABASE_URL is unset, applies the migrations, then runs one API
 (chess-analysis-api) and one worker (chess-analysis-worker), and prints the GraphiQL
-address once the API answers. Ctrl-C or SIGTERM stops them in order, then the embedded
-server (unless it was running already, or something else still serves with it).
+address once the API answers. The API serves requests without a key as the anonymous
+tenant (API_ANONYMOUS=true) unless API_ANONYMOUS says otherwise. Ctrl-C or SIGTERM
+stops them in order, then the embedded server (unless it was running already, or
+something else still serves with it).
 
 Refuses at once, before starting anything, when PORT is taken. The log is text unless
 LOG_FORMAT says otherwise. The API and the worker read every setting that
@@ -171,10 +173,14 @@ def serve(url: str, settings: ApiSettings) -> int:
     try:
         migrations.upgrade(url)
         env = {**os.environ, "DATABASE_URL": url}
+        # A newcomer's GraphiQL works without a key: anonymous use, unless set otherwise.
+        api_env = {"API_ANONYMOUS": "true", **env}
         # Own sessions: a Ctrl-C reaches this script only, which stops the children in order.
-        for module in ("engine", "api"):
+        for module, module_env in (("engine", env), ("api", api_env)):
             children.append(
-                subprocess.Popen([sys.executable, "-m", module], env=env, start_new_session=True)
+                subprocess.Popen(
+                    [sys.executable, "-m", module], env=module_env, start_new_session=True
+                )
             )
         health = f"http://{_local_address(settings.host)}:{settings.port}/healthz"
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS

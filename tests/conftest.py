@@ -12,6 +12,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,13 @@ from api.app import create_app
 from api.context import Services
 from api.settings import ApiSettings
 from api.transport import server as api_server
-from db import migrations
+from db import migrations, tenants
 from db.session import create_engine, create_pool
 from db.settings import DatabaseSettings, asyncpg_dsn, with_database
 from engine.settings import EngineSettings, find_stockfish
 from engine.worker import Worker
 from runtime import logs
+from tests import graphql_client
 from tests.processes import Completions, Processes
 from tooling import embedded_postgres
 
@@ -160,11 +162,44 @@ async def worker(start_worker: WorkerFactory) -> Worker:
     return await start_worker()
 
 
-class Server:
-    """A real uvicorn serving the API on a free loopback port."""
+@dataclass(frozen=True)
+class Keys:
+    """The keys the test servers are started with, on this test's database."""
 
-    def __init__(self, server: uvicorn.Server) -> None:
+    analyse: str
+    """The key of tenant "tests" (scope analyse, no quotas): what clients send by default."""
+    admin: str
+    """The key of tenant "admin" (scopes analyse and admin, no quotas)."""
+
+
+@pytest.fixture
+async def keys(pool: asyncpg.Pool) -> Keys:
+    """Two keys on this test's database, made as `chess-analysis-keys create` makes them."""
+    _, analyse = await tenants.create(pool, "tests")
+    _, admin = await tenants.create(pool, "admin", admin=True)
+    return Keys(analyse=analyse, admin=admin)
+
+
+class Server:
+    """A real uvicorn serving the API on a free loopback port. The clients of
+    `tests.graphql_client` send it `key` unless told otherwise."""
+
+    def __init__(self, server: uvicorn.Server, keys: Keys) -> None:
         self._server = server
+        self.key = keys.analyse
+        """The key of tenant "tests" (scope analyse)."""
+        self.admin_key = keys.admin
+        """The key of tenant "admin"."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers carrying `key`."""
+        return graphql_client.authorization(self.key)
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """HTTP headers carrying `admin_key`."""
+        return graphql_client.authorization(self.admin_key)
 
     @property
     def port(self) -> int:
@@ -191,9 +226,11 @@ ApiFactory = Callable[..., Awaitable[Server]]
 
 
 @pytest.fixture
-async def start_api(database_url: str) -> AsyncIterator[ApiFactory]:
-    """Serve the API on this test's database over real HTTP and WebSocket."""
+async def start_api(database_url: str, keys: Keys) -> AsyncIterator[ApiFactory]:
+    """Serve the API on this test's database over real HTTP and WebSocket; its clients
+    send `keys.analyse` unless told otherwise (anonymous use is off, as by default)."""
     servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+    addresses: list[str] = []
 
     async def start(**settings: Any) -> Server:
         api_settings = ApiSettings(**{"host": "127.0.0.1", **settings})
@@ -206,9 +243,14 @@ async def start_api(database_url: str) -> AsyncIterator[ApiFactory]:
                 if task.done():
                     task.result()
                 await asyncio.sleep(0.01)
-        return Server(server)
+        serving = Server(server, keys)
+        addresses.append(serving.http_url)
+        graphql_client.remember_key(serving.http_url, keys.analyse)
+        return serving
 
     yield start
+    for address in addresses:
+        graphql_client.forget_key(address)
     for server, _ in servers:
         server.should_exit = True
     await asyncio.wait_for(asyncio.gather(*(task for _, task in servers)), 15)
@@ -221,8 +263,8 @@ async def api(start_api: ApiFactory) -> Server:
 
 
 @pytest.fixture
-async def processes(database_url: str, tmp_path: Path) -> AsyncIterator[Processes]:
-    group = Processes(database_url, tmp_path)
+async def processes(database_url: str, tmp_path: Path, keys: Keys) -> AsyncIterator[Processes]:
+    group = Processes(database_url, tmp_path, keys.analyse)
     yield group
     await group.close()
 

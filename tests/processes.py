@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from db import notifications
+from tests import graphql_client
 
 
 def free_port() -> int:
@@ -82,12 +83,15 @@ class Process:
 
 
 class Processes:
-    """Starts workers and API processes on one database; kills what is left at the end."""
+    """Starts workers and API processes on one database; kills what is left at the end.
+    The clients of `tests.graphql_client` send the API processes `key`."""
 
-    def __init__(self, database_url: str, workdir: Path) -> None:
+    def __init__(self, database_url: str, workdir: Path, key: str) -> None:
         self.database_url = database_url
         self.workdir = workdir
+        self.key = key
         self.started: list[Process] = []
+        self.addresses: list[str] = []
 
     async def start(self, module: str, **env: str) -> Process:
         environment = {
@@ -120,9 +124,13 @@ class Processes:
         port = free_port()
         api = await self.start("api", PORT=str(port), **env)
         await api.wait_for_line("Application startup complete")
+        self.addresses.append(f"http://127.0.0.1:{port}")
+        graphql_client.remember_key(self.addresses[-1], self.key)
         return api, port
 
     async def close(self) -> None:
+        for address in self.addresses:
+            graphql_client.forget_key(address)
         for child in self.started:
             if child.process.returncode is None:
                 child.signal(signal.SIGKILL)

@@ -7,11 +7,14 @@ import asyncio
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import claims, submissions
+from db import claims, submissions, tenants
 from db.models import Analysis, AnalysisStatus
 from tests.conftest import REFERENCE_FEN
 
 NO_CAP = 1_000_000
+
+ANONYMOUS = tenants.Tenant(tenants.ANONYMOUS_ID, "anonymous", frozenset({tenants.ANALYSE}))
+"""The anonymous tenant with no quotas."""
 
 
 def request(
@@ -31,12 +34,32 @@ def request(
     )
 
 
-async def store(database: AsyncEngine, new: submissions.NewAnalysis | None = None) -> Analysis:
-    """Enqueue `new` (default: the reference position) with no queue cap."""
+async def enqueue(
+    connections: submissions.Connections,
+    new: submissions.NewAnalysis | None = None,
+    *,
+    tenant: tenants.Tenant = ANONYMOUS,
+    max_queued: int = NO_CAP,
+    kind: int = 0,
+) -> Analysis | submissions.Refusal:
+    """Submit `new` (default: the reference position) for `tenant`."""
+    return await submissions.enqueue(
+        connections, new or request(), tenant=tenant, max_queued=max_queued, kind=kind
+    )
+
+
+async def store(
+    database: AsyncEngine,
+    new: submissions.NewAnalysis | None = None,
+    *,
+    tenant: tenants.Tenant = ANONYMOUS,
+    kind: int = 0,
+) -> Analysis:
+    """Enqueue `new` (default: the reference position) for `tenant` with no queue cap."""
     async with database.connect() as connection:
         raw = await connection.get_raw_connection()
-        row = await submissions.enqueue(raw.driver_connection, new or request(), max_queued=NO_CAP)
-    assert row is not None
+        row = await enqueue(raw.driver_connection, new, tenant=tenant, kind=kind)
+    assert isinstance(row, Analysis), row
     return row
 
 

@@ -167,7 +167,7 @@ async def test_unexpected_errors_are_masked_and_logged(
         response = await client.post(
             api.http_url,
             json={"query": SUBMIT, "variables": {"input": {"fen": REFERENCE_FEN}}},
-            headers={"X-Request-ID": "trace-me-42"},
+            headers={"X-Request-ID": "trace-me-42", **api.headers},
         )
     [error] = response.json()["errors"]
     assert error["message"] == "Internal server error."
@@ -179,6 +179,7 @@ async def test_unexpected_errors_are_masked_and_logged(
 
 
 async def test_graphiql_is_served(api: Server) -> None:
+    # Without a key: the IDE sends one with each operation, from its headers editor.
     async with httpx.AsyncClient(timeout=10) as client:
         response = await client.get(api.http_url, headers={"accept": "text/html"})
     assert response.status_code == 200

@@ -18,7 +18,8 @@ from api.context import Context
 from api.schema import schema
 from api.transport import ide
 from api.transport.http import GraphQLOverHTTP
-from tests.conftest import Server
+from tests.conftest import ApiFactory
+from tests.graphql_client import submit
 
 CLIENTS = Path(__file__).resolve().parent / "clients"
 SCREENSHOTS = CLIENTS / "screenshots"
@@ -62,14 +63,47 @@ async def run_node(node: str, script: str, timeout: float, **env: str) -> tuple[
 
 
 @pytest.mark.usefixtures("worker")
-async def test_apollo_client_and_subscriptions_transport_ws(node: str, api: Server) -> None:
-    code, output = await run_node(node, "apollo.mjs", 120, API_URL=api.http_url)
+@pytest.mark.parametrize("keyed", [True, False], ids=["with a key", "anonymously"])
+async def test_apollo_client_and_subscriptions_transport_ws(
+    node: str, start_api: ApiFactory, keyed: bool
+) -> None:
+    # With a key, anonymous use is off: a client that forgot to send it anywhere fails.
+    api = await start_api(anonymous=not keyed)
+    env = {"API_KEY": api.key, "API_KEY_NAME": "tests"} if keyed else {}
+    code, output = await run_node(node, "apollo.mjs", 120, API_URL=api.http_url, **env)
     assert code == 0, output
     passed = [line for line in output.splitlines() if line.startswith("ok ")]
-    assert len(passed) == 6, output
+    assert len(passed) == 7, output
 
 
-async def test_graphiql_runs_the_reference_mutation_offline(node: str, api: Server) -> None:
+async def test_graphiql_sends_the_key_of_its_headers_editor_on_subscriptions(
+    node: str, start_api: ApiFactory
+) -> None:
+    require(shutil.which("chromium") is not None, "Chromium (apt-get install chromium)")
+    require(ide.installed(), "api/ide_assets/node_modules (GraphiQL's files)")
+    api = await start_api()  # anonymous use off: without the key, the subscription fails
+    mated = "rnb1kbnr/pppp1ppp/8/4p3/6Pq/5P2/PPPPP2P/RNBQKBNR w KQkq - 1 3"
+    done = await submit(api.http_url, fen=mated)
+    SCREENSHOTS.mkdir(exist_ok=True)
+    screenshot = SCREENSHOTS / "graphiql-with-a-key.png"
+    query = f'subscription {{ analysisCompleted(id: "{done["id"]}") {{ id status }} }}'
+    code, output = await run_node(
+        node,
+        "graphiql.mjs",
+        120,
+        API_URL=api.http_url,
+        SCREENSHOT=str(screenshot),
+        API_KEY=api.key,
+        QUERY=query,
+        EXPECT='"DONE"',
+    )
+    assert code == 0, output
+
+
+async def test_graphiql_runs_the_reference_mutation_offline(
+    node: str, start_api: ApiFactory
+) -> None:
+    api = await start_api(anonymous=True)  # as under `make run`
     require(shutil.which("chromium") is not None, "Chromium (apt-get install chromium)")
     require(ide.installed(), "api/ide_assets/node_modules (GraphiQL's files)")
     SCREENSHOTS.mkdir(exist_ok=True)

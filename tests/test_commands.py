@@ -37,6 +37,7 @@ COMMANDS = {
     "chess-analysis-postgres": [str(SCRIPTS / "chess-analysis-postgres")],
     "python -m tooling.embedded_postgres": [sys.executable, "-m", "tooling.embedded_postgres"],
     "scripts/run.py": [sys.executable, str(ROOT / "scripts" / "run.py")],
+    "chess-analysis-keys": [str(SCRIPTS / "chess-analysis-keys")],
 }
 WORDS = {
     "chess-analysis-api": ["GraphQL API", "PORT=8000", "DATABASE_URL", "LOG_FORMAT=json"],
@@ -47,12 +48,21 @@ WORDS = {
     "chess-analysis-postgres": ["start", "stop", "status", "--force", "DB_DATA_DIR=.data"],
     "python -m tooling.embedded_postgres": ["start", "stop", "status"],
     "scripts/run.py": ["make run", "PORT=8000", "DB_DATA_DIR=.data", "GraphiQL"],
+    "chess-analysis-keys": ["create", "list", "revoke", "DATABASE_URL"],
 }
 
 
 def environment(data_dir: Path, **settings: str) -> dict[str, str]:
     """This process's environment without the settings the tests choose, plus `settings`."""
-    chosen = ("DATABASE_URL", "DB_URL", "DB_DATA_DIR", "PORT", "API_PORT", "ENGINE_METRICS_PORT")
+    chosen = (
+        "DATABASE_URL",
+        "DB_URL",
+        "DB_DATA_DIR",
+        "PORT",
+        "API_PORT",
+        "ENGINE_METRICS_PORT",
+        "API_ANONYMOUS",
+    )
     kept = {name: value for name, value in os.environ.items() if name not in chosen}
     return {**kept, "DB_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **settings}
 
@@ -226,7 +236,12 @@ async def test_run_names_graphiql_once_the_api_answers(stockfish: Path, data_dir
         assert served, run_py.output
         async with httpx.AsyncClient(timeout=5) as client:
             health = await client.get(f"http://127.0.0.1:{port}/healthz")
+            # A newcomer's first request needs no key: `make run` serves anonymously.
+            viewer = await client.post(
+                f"http://127.0.0.1:{port}/graphql", json={"query": "{ viewer { name } }"}
+            )
         assert health.status_code == 200
+        assert viewer.json() == {"data": {"viewer": {"name": "anonymous"}}}, viewer.text
         run_py.signal(signal.SIGINT)
         assert await run_py.wait(15) == 0, run_py.output
         assert sum(banner in line for line in run_py.lines) == 1, run_py.output

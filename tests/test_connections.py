@@ -16,7 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import ApiFactory, Server
-from tests.graphql_client import COMPLETED, SUBMIT
+from tests.graphql_client import COMPLETED, SUBMIT, authorization
 
 CONNECTIONS = 50
 SUBMISSIONS_EACH = 20
@@ -27,7 +27,8 @@ SUBSCRIBERS = 200
 async def subscribed(server: Server, analysis_id: str) -> AsyncIterator[ClientConnection]:
     """A graphql-transport-ws connection with one subscription waiting."""
     async with connect(server.ws_url, subprotocols=["graphql-transport-ws"]) as socket:  # type: ignore[list-item]
-        await socket.send(json.dumps({"type": "connection_init"}))
+        init = {"type": "connection_init", "payload": authorization(server.key)}
+        await socket.send(json.dumps(init))
         assert json.loads(await asyncio.wait_for(socket.recv(), 10))["type"] == "connection_ack"
         payload = {"query": COMPLETED, "variables": {"id": analysis_id}}
         await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
@@ -39,7 +40,7 @@ async def test_a_burst_on_keep_alive_connections_is_answered_in_full(
 ) -> None:
     server = await start_api(max_queued=100_000)
     body = {"query": SUBMIT, "variables": {"input": {"fen": chess.STARTING_FEN}}}
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with httpx.AsyncClient(timeout=30, headers=server.headers) as client:
         first = (await client.post(server.http_url, json=body)).json()["data"]["submitAnalysis"]
     async with contextlib.AsyncExitStack() as stack:
         for _ in range(SUBSCRIBERS):
@@ -48,7 +49,9 @@ async def test_a_burst_on_keep_alive_connections_is_answered_in_full(
 
         async def keep_alive_client() -> list[int]:
             limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-            async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+            async with httpx.AsyncClient(
+                timeout=30, limits=limits, headers=server.headers
+            ) as client:
                 statuses = []
                 for _ in range(SUBMISSIONS_EACH):
                     response = await client.post(server.http_url, json=body)
@@ -72,7 +75,7 @@ async def test_past_the_connection_bound_requests_and_websockets_are_refused_cle
     start_api: ApiFactory,
 ) -> None:
     server = await start_api(max_connections=10)
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, headers=server.headers) as client:
         submitted = await client.post(
             server.http_url,
             json={"query": SUBMIT, "variables": {"input": {"fen": chess.STARTING_FEN}}},
@@ -81,7 +84,7 @@ async def test_past_the_connection_bound_requests_and_websockets_are_refused_cle
     async with contextlib.AsyncExitStack() as stack:
         for _ in range(10):
             await stack.enter_async_context(subscribed(server, analysis_id))
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(timeout=10, headers=server.headers) as client:
             refused = await client.post(server.http_url, json={"query": "{ __typename }"})
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "1"
@@ -92,7 +95,7 @@ async def test_past_the_connection_bound_requests_and_websockets_are_refused_cle
                 await asyncio.wait_for(socket.recv(), 10)
             assert socket.close_code == 1013
     # The subscribers gone, the process serves again.
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, headers=server.headers) as client:
         served = await client.post(server.http_url, json={"query": "{ __typename }"})
     assert served.json() == {"data": {"__typename": "Query"}}
 

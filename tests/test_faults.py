@@ -28,7 +28,14 @@ from websockets.exceptions import ConnectionClosed
 from db import submissions
 from db.models import AnalysisStatus
 from db.settings import DatabaseSettings
-from tests.graphql_client import COMPLETED, SUBMIT, post, submit, subscribe_transport_ws
+from tests.graphql_client import (
+    COMPLETED,
+    SUBMIT,
+    authorization,
+    post,
+    submit,
+    subscribe_transport_ws,
+)
 from tests.processes import Completions, Process, Processes
 from tooling import embedded_postgres
 
@@ -314,7 +321,8 @@ async def test_sigterm_the_api_closes_websockets_properly(
     api, port = await processes.api()
     submitted = await submit(http_url(port), fen=chess.STARTING_FEN)
     async with connect(ws_url(port), subprotocols=["graphql-transport-ws"]) as socket:  # type: ignore[list-item]
-        await socket.send(json.dumps({"type": "connection_init"}))
+        init = {"type": "connection_init", "payload": authorization(processes.key)}
+        await socket.send(json.dumps(init))
         assert json.loads(await asyncio.wait_for(socket.recv(), 5))["type"] == "connection_ack"
         payload: dict[str, Any] = {"query": COMPLETED, "variables": {"id": submitted["id"]}}
         await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))

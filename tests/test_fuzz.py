@@ -7,7 +7,9 @@ strings and bodies, broken chunking, persisted-query extensions with junk hashes
 crafted listing cursors, and WebSocket messages over both subprotocols.
 
 Well-formed requests go through httpx; what httpx refuses to send (non-UTF-8 header
-values, raw bytes in the target, broken framing) is written by hand on a socket.
+values, raw bytes in the target, broken framing) is written by hand on a socket. Every
+request and WebSocket carries the test's API key, so that the fuzzing reaches past
+authentication (whose refusals `tests/test_authentication.py` covers).
 
 After every example:
 
@@ -34,6 +36,7 @@ cores when nothing fails; shrinking a failure takes longer.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -92,7 +95,9 @@ async def target(start_api: ApiFactory, database: AsyncEngine) -> AsyncIterator[
     root.addHandler(log)
     limits = httpx.Limits(max_connections=1)
     try:
-        async with httpx.AsyncClient(timeout=TIMEOUT, limits=limits) as client:
+        async with httpx.AsyncClient(
+            timeout=TIMEOUT, limits=limits, headers=server.headers
+        ) as client:
             yield Target(server, database, log, client)
     finally:
         root.removeHandler(log)
@@ -205,7 +210,11 @@ TYPENAME = b'{"query": "{ __typename }"}'
 async def test_raw_http_requests(target: Target, request: HttpRequest) -> None:
     async with target.example(own_connections=True):
         before = await target.stored()
-        answer = await exchange_raw(target.server, request)
+        keyed = dataclasses.replace(
+            request,
+            headers=[*request.headers, (b"authorization", f"Bearer {target.server.key}".encode())],
+        )
+        answer = await exchange_raw(target.server, keyed)
         if request.broken_framing and answer.status is None:
             answer.status = 400  # closing on broken framing is a fair answer
             answer.headers = {"content-type": "application/json", "connection": "close"}
@@ -220,7 +229,9 @@ async def check_frames(target: Target, protocol: str, frames: list[str | bytes])
     async with target.example(own_connections=True):
         before = await target.stored()
         try:
-            outcome = await play(target.server.ws_url, protocol, frames)
+            # The key on the upgrade request: every `connection_init` the fuzzing sends
+            # is then one of a known tenant, whatever its payload.
+            outcome = await play(target.server.ws_url, protocol, frames, target.server.headers)
         except InvalidHandshake as exc:
             pytest.fail(f"the handshake failed: {exc!r}{target.log.describe()}")
         await target.check_websocket(outcome, before)

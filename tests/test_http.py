@@ -21,10 +21,11 @@ TYPENAME = "{ __typename }"
 async def request(
     server: Server, method: str = "POST", *, accept: str | None = None, **kwargs: Any
 ) -> httpx.Response:
-    """A request with `accept` as its Accept header; None: no Accept header at all."""
+    """A request with `accept` as its Accept header (None: no Accept header at all) and
+    the server's key."""
     async with httpx.AsyncClient(timeout=10) as client:
         del client.headers["accept"]  # httpx's own "*/*"
-        headers = {"accept": accept} if accept else {}
+        headers = {**server.headers, **({"accept": accept} if accept else {})}
         return await client.request(
             method, server.http_url, headers={**headers, **kwargs.pop("headers", {})}, **kwargs
         )
@@ -180,7 +181,7 @@ async def completed_over_multipart(api: Server, accept: str) -> tuple[str, str]:
     """The Content-Type and the body of `analysisCompleted` for a finished analysis."""
     done = await submit(api.http_url, fen=MATED)
     async with (
-        httpx.AsyncClient(timeout=10) as client,
+        httpx.AsyncClient(timeout=10, headers=api.headers) as client,
         client.stream(
             "POST",
             api.http_url,

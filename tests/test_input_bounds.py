@@ -26,7 +26,7 @@ async def stored(database: AsyncEngine) -> int:
 
 async def post_raw(server: Server, body: str) -> dict[str, Any]:
     """POST `body` as it is: Python's JSON reader takes NaN, Infinity and 1e400 (inf)."""
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, headers=server.headers) as client:
         response = await client.post(
             server.http_url, content=body, headers={"content-type": "application/json"}
         )
@@ -157,7 +157,7 @@ async def test_numbers_given_as_ids_are_coded_errors(api: Server, value: str) ->
 
 async def test_out_of_range_numbers_over_get_are_coded_errors(api: Server) -> None:
     query = "query($f: Int!) { analyses(first: $f) { edges { cursor } } }"
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, headers=api.headers) as client:
         for variables in ('{"f": NaN}', '{"f": 1e400}', '{"f": -0.0}', '{"f": 1e30}'):
             response = await client.get(
                 api.http_url, params={"query": query, "variables": variables}

@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import claims, notifications, submissions, sweep
 from db.claims import Ending
-from db.models import AnalysisStatus, ResultLine
+from db.models import Analysis, AnalysisStatus, ResultLine
 from db.settings import asyncpg_dsn
-from tests.rows import end_claim, request, store
+from tests.rows import end_claim, enqueue, request, store
 
 LEASE = 15.0
 NO_BACKOFF = claims.Backoff(0.0, 0.0)
@@ -226,14 +226,16 @@ async def test_enqueue_refuses_past_the_cap_and_stores_nothing(
     database: AsyncEngine, pool: asyncpg.Pool
 ) -> None:
     for _ in range(3):
-        assert await submissions.enqueue(pool, request(), max_queued=3) is not None
-    assert await submissions.enqueue(pool, request(), max_queued=3) is None
+        assert isinstance(await enqueue(pool, max_queued=3), Analysis)
+    refusal = await enqueue(pool, max_queued=3)
+    assert isinstance(refusal, submissions.Refusal)
+    assert refusal.reason == "queue_full"
     async with database.connect() as connection:
         count = (await connection.execute(text("SELECT count(*) FROM analyses"))).scalar_one()
     assert count == 3
     # Running rows do not count against the cap.
     await claim(pool, "a")
-    assert await submissions.enqueue(pool, request(), max_queued=3) is not None
+    assert isinstance(await enqueue(pool, max_queued=3), Analysis)
 
 
 async def test_next_due_in_reports_the_earliest_retry(

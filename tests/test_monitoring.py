@@ -31,7 +31,7 @@ LINE = ResultLine(rank=1, centipawn_score=0, mate_score=None, pv=("e2e4",), pv_s
 
 
 async def stats(server: Server) -> dict[str, Any]:
-    body = await post(server.http_url, STATS)
+    body = await post(server.http_url, STATS, key=server.admin_key)
     assert "errors" not in body, body
     result: dict[str, Any] = body["data"]["queueStats"]
     return result
@@ -111,7 +111,7 @@ async def test_metrics_count_operations_errors_and_subscribers(api: Server) -> N
     async with asyncio.timeout(10):
         while api.services.hub.waiting != 1:
             await asyncio.sleep(0.01)
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, headers=api.admin_headers) as client:
         page = (await client.get(api.http_url.removesuffix("/graphql") + "/metrics")).text
     subscriber.cancel()
     lines = set(page.splitlines())

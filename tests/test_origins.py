@@ -19,6 +19,7 @@ from websockets.typing import Origin, Subprotocol
 
 from api.settings import ApiSettings
 from tests.conftest import ApiFactory, Server
+from tests.graphql_client import authorization
 
 PAGE = "http://localhost:5173"
 """A development server's page (Vite's default port)."""
@@ -45,7 +46,9 @@ async def options(
 
 async def post(server: Server, headers: dict[str, str]) -> httpx.Response:
     async with httpx.AsyncClient(timeout=10) as client:
-        return await client.post(server.http_url, json=TYPENAME, headers=headers)
+        return await client.post(
+            server.http_url, json=TYPENAME, headers={**server.headers, **headers}
+        )
 
 
 async def typename_over_websocket(server: Server, protocol: str, origin: str | None) -> Any:
@@ -60,7 +63,8 @@ async def typename_over_websocket(server: Server, protocol: str, origin: str | N
             origin=None if origin is None else Origin(origin),
         ) as socket,
     ):
-        await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
+        init = {"type": "connection_init", "payload": authorization(server.key)}
+        await socket.send(json.dumps(init))
         await socket.send(json.dumps({"id": "1", "type": start, "payload": TYPENAME}))
         while True:
             message = json.loads(await socket.recv())

@@ -180,7 +180,7 @@ def persisted(query: str) -> dict[str, Any]:
 
 
 async def send(server: Server, method: str = "POST", **fields: Any) -> httpx.Response:
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, headers=server.headers) as client:
         if method == "GET":
             params = {k: json.dumps(v) if k == "extensions" else v for k, v in fields.items()}
             return await client.get(server.http_url, params=params)
@@ -245,7 +245,9 @@ async def test_a_document_that_is_not_unicode_is_a_coded_error(
     )
     async with httpx.AsyncClient(timeout=10) as client:
         answer = await client.post(
-            server.http_url, content=body, headers={"content-type": "application/json"}
+            server.http_url,
+            content=body,
+            headers={"content-type": "application/json", **server.headers},
         )
     assert answer.status_code in (200, 400), answer.text
     [error] = answer.json()["errors"]

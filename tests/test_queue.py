@@ -75,13 +75,13 @@ async def test_finish_is_fenced_by_worker_and_status(
     assert (failed.status, failed.error, failed.result) == (AnalysisStatus.FAILED, "boom", None)
 
 
-async def test_claim_takes_priority_then_age(database: AsyncEngine, pool: asyncpg.Pool) -> None:
+async def test_claim_takes_the_earliest_turn(database: AsyncEngine, pool: asyncpg.Pool) -> None:
     first = await store(database)
     second = await store(database)
     urgent = await store(database)
     async with database.begin() as connection:
         await connection.execute(
-            text("UPDATE analyses SET priority = 5 WHERE id = :id"), {"id": urgent.id}
+            text("UPDATE analyses SET turn = 0 WHERE id = :id"), {"id": urgent.id}
         )
     order = []
     for _ in range(3):

@@ -31,7 +31,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.models import AnalysisStatus
 from db.settings import asyncpg_dsn
-from tests.graphql_client import COMPLETED, SUBMIT, submit, subscribe_transport_ws
+from tests.graphql_client import (
+    COMPLETED,
+    SUBMIT,
+    authorization,
+    key_for,
+    submit,
+    subscribe_transport_ws,
+)
 from tests.processes import Completions, Process, Processes
 from tests.test_faults import (
     FAST_RECOVERY,
@@ -68,7 +75,8 @@ class Stream:
 
     async def run(self) -> None:
         limits: list[dict[str, Any]] = [{"depthLimit": 8}, {"timeLimit": 0.2}]
-        async with httpx.AsyncClient(timeout=10) as client:
+        headers = authorization(key_for(http_url(self.port)))
+        async with httpx.AsyncClient(timeout=10, headers=headers) as client:
             number = 0
             while not self.stop.is_set():
                 fields = {"fen": chess.STARTING_FEN, **limits[number % 2]}
@@ -160,7 +168,9 @@ async def test_read_only_database_during_claims_and_finishes(
     assert await set_read_only(server_url, database_url, read_only=True) > 0
     for worker in workers:
         await worker.wait_for_line("in a read-only transaction", timeout=10)
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(
+        timeout=10, headers={"authorization": f"Bearer {processes.key}"}
+    ) as client:
         probe = await client.post(
             http_url(port),
             json={"query": SUBMIT, "variables": {"input": {"fen": chess.STARTING_FEN}}},

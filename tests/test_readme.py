@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Server
+from tests.conftest import ApiFactory, Server
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 FIRST_MINUTES = "## The first ten minutes"
@@ -37,9 +37,15 @@ async def run(command: list[str], port: int) -> str:
 
 
 def test_the_section_has_its_examples() -> None:
-    assert len(examples("sh")) == 1
+    assert len(examples("sh")) == 2  # the second needs a key the reader makes
     assert len(examples("python")) == 1
     assert len(examples("graphql")) == 2
+
+
+@pytest.fixture
+async def api(start_api: ApiFactory) -> Server:
+    """The API as `make run` serves it: anonymous use on, as the first examples assume."""
+    return await start_api(anonymous=True)
 
 
 @pytest.mark.usefixtures("worker")

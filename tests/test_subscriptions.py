@@ -14,6 +14,7 @@ from db.models import ResultLine
 from tests.conftest import REFERENCE_FEN, Server
 from tests.graphql_client import (
     COMPLETED,
+    authorization,
     submit,
     subscribe_graphql_ws,
     subscribe_transport_ws,
@@ -93,7 +94,9 @@ async def test_unknown_or_malformed_id_is_an_error(
 async def test_a_dropped_subscription_leaves_no_waiter(api: Server) -> None:
     submitted = await submit(api.http_url, fen=REFERENCE_FEN)
     async with connect(api.ws_url, subprotocols=["graphql-transport-ws"]) as socket:  # type: ignore[list-item]
-        await socket.send(json.dumps({"type": "connection_init"}))
+        await socket.send(
+            json.dumps({"type": "connection_init", "payload": authorization(api.key)})
+        )
         await asyncio.wait_for(socket.recv(), 5)
         for number in range(20):
             await socket.send(

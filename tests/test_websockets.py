@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 
 from api.settings import ApiSettings
 from tests.conftest import REFERENCE_FEN, ApiFactory, Server
-from tests.graphql_client import COMPLETED, post, submit
+from tests.graphql_client import COMPLETED, authorization, post, submit
 
 TRANSPORT_WS = "graphql-transport-ws"
 LEGACY_WS = "graphql-ws"
@@ -35,7 +35,8 @@ async def receive(socket: ClientConnection, timeout: float = 5) -> dict[str, Any
 
 async def open_session(server: Server, protocol: str) -> ClientConnection:
     socket = await connect(server.ws_url, subprotocols=[protocol])  # type: ignore[list-item]
-    await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
+    init = {"type": "connection_init", "payload": authorization(server.key)}
+    await socket.send(json.dumps(init))
     assert (await receive(socket))["type"] == "connection_ack"
     return socket
 
@@ -121,7 +122,8 @@ async def test_a_repeated_connection_init_keeps_one_keep_alive_loop(api: Server)
     socket = await open_session(api, LEGACY_WS)
     try:
         for _ in range(3):
-            await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
+            init = {"type": "connection_init", "payload": authorization(api.key)}
+            await socket.send(json.dumps(init))
             assert (await receive(socket))["type"] == "connection_ack"
         assert keep_alive_loops() == 1
     finally:
@@ -282,7 +284,7 @@ async def test_operations_meet_the_limits_of_http(
         assert error_codes(answer)[0] == code
         # The same selection in a query over HTTP meets the same limit.
         query = "{ " + selection.replace("analysisCompleted(id: ID)", 'analysis(id: "x")') + " }"
-        async with httpx.AsyncClient(timeout=5) as client:
+        async with httpx.AsyncClient(timeout=5, headers=server.headers) as client:
             response = await client.post(
                 server.http_url, json={"query": query}, headers={"accept": "application/json"}
             )

@@ -12,7 +12,10 @@ its answer encoded once. Strawberry's own view answers every GraphQL request wit
   subscription over GET is 405 with `Allow: POST`, a body that is not JSON 415, a body
   that does not parse (or nests too deep, or carries text that is not Unicode) 400;
 - automatic persisted queries (`api.transport.persisted_queries`) are resolved over GET and POST;
-- a browser's GET (it accepts text/html) gets GraphiQL, with `?query=` as its document.
+- a browser's GET (it accepts text/html) gets GraphiQL, with `?query=` as its document;
+- every other request is identified by its `Authorization: Bearer <key>` header
+  (`api.auth`) before its body is read: without a usable key it is refused with 401,
+  `WWW-Authenticate: Bearer` and UNAUTHENTICATED.
 
 Streaming answers (multipart subscriptions) are Strawberry's own.
 """
@@ -36,9 +39,12 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
 from strawberry.types import ExecutionResult
 
+from api import auth
 from api.context import Context, SharedContext
+from api.errors import UnauthenticatedError
 from api.transport import ide
 from api.transport.persisted_queries import PersistedQueries, sha256
+from db.errors import TransientDatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +145,12 @@ class GraphQLOverHTTP(SharedContext, GraphQL[Context, None]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         try:
-            response = await self.run(request)
+            response = await self.run(request, context=await self._identified(request))
         except ClientDisconnect:
             return  # gone before its body was read: there is nobody to answer
+        except UnauthenticatedError as refusal:
+            answer_as = response_type(request.headers.get("accept", ""))
+            response = auth.unauthenticated(str(refusal), answer_as)
         except RequestError as refusal:
             response = refused(refusal, response_type(request.headers.get("accept", "")))
         except HTTPException as exc:  # Strawberry's own refusals
@@ -150,6 +159,21 @@ class GraphQLOverHTTP(SharedContext, GraphQL[Context, None]):
             answer_as = response_type(request.headers.get("accept", ""))
             response = refused(strawberry_refusal, answer_as)
         await response(scope, receive, send)
+
+    async def _identified(self, request: Request) -> Context:
+        """The request's context, with who asks: refused (UnauthenticatedError) before
+        its body is read when that is not allowed. GraphiQL's page needs no key: the
+        IDE sends one with each operation, from its headers editor."""
+        context = await self.get_context(request, None)
+        if self.should_render_graphql_ide(request):
+            return context
+        try:
+            await context.identify(request.headers.get("authorization"))
+        except TransientDatabaseError as exc:
+            raise RequestError(
+                503, "SERVICE_UNAVAILABLE", auth.DATABASE_AWAY, {"retry-after": "1"}
+            ) from exc
+        return context
 
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         sub_response = await super().get_sub_response(request)

@@ -4,6 +4,9 @@ Strawberry's GraphiQL page loads the IDE from a CDN, so it is blank on an offlin
 locked-down network. When the IDE's files are installed (`npm ci` in `api/ide_assets`,
 which `make run` and `make test` do), the API serves them itself and its own page uses
 them; otherwise Strawberry's CDN page is served as before.
+
+A key typed into the IDE's headers editor (`{"Authorization": "Bearer <key>"}`) goes
+with every operation, subscriptions over the WebSocket included.
 """
 
 from __future__ import annotations
@@ -57,10 +60,23 @@ PAGE = """<!doctype html>
   <script src="{static}/graphiql/graphiql.min.js"></script>
   <script>
     const url = new URL(location.pathname, location.href).href;
-    const fetcher = GraphiQL.createFetcher({{
-      url,
-      wsClient: graphqlWs.createClient({{ url: url.replace(/^http/, "ws"), lazy: true }}),
-    }});
+    // The headers editor's Authorization goes with every operation: as a header over
+    // HTTP, and as the connection_init payload of the WebSocket subscriptions use (one
+    // lazy connection per key).
+    const fetchers = new Map();
+    const fetcher = (params, options) => {{
+      const headers = (options && options.headers) || {{}};
+      const authorization = String(headers.Authorization || headers.authorization || "");
+      if (!fetchers.has(authorization)) {{
+        const wsClient = graphqlWs.createClient({{
+          url: url.replace(/^http/, "ws"),
+          lazy: true,
+          connectionParams: {{ authorization }},
+        }});
+        fetchers.set(authorization, GraphiQL.createFetcher({{ url, wsClient }}));
+      }}
+      return fetchers.get(authorization)(params, options);
+    }};
     const params = new URLSearchParams(location.search);
     ReactDOM.createRoot(document.getElementById("graphiql")).render(
       React.createElement(GraphiQL, {{

@@ -30,12 +30,14 @@ log = logging.getLogger(__name__)
 
 
 def cors_options(origins: list[str]) -> dict[str, Any]:
-    """What browsers on `origins` may do: call and read answers, errors and refusals."""
+    """What browsers on `origins` may do: call (with any headers, `Authorization` among
+    them: a preflight is answered with the headers it asks for) and read answers, errors
+    and refusals, with the headers that explain them."""
     return {
         "allow_origins": origins,
         "allow_methods": ["GET", "POST", "OPTIONS"],
         "allow_headers": ["*"],
-        "expose_headers": ["X-Request-ID"],
+        "expose_headers": ["X-Request-ID", "WWW-Authenticate", "Retry-After"],
     }
 
 

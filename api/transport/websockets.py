@@ -8,6 +8,11 @@ Every connection, on either protocol:
 
 - is closed (4408) if it sends no `connection_init` in time (Strawberry does this on
   `graphql-transport-ws` only);
+- is identified at `connection_init` (`api.auth`: the payload's `authorization`, else
+  the upgrade request's `Authorization` header) before it is acknowledged: without a
+  usable key it is closed with 4401 (`graphql-transport-ws`) or answered
+  `connection_error` and closed (`graphql-ws`), and no operation runs. One opened with a
+  key is closed the same way once the key is found revoked (`api.auth.OpenSockets`);
 - is closed (1009, message too big) by a message over `ApiSettings.ws_message_limit`
   bytes, before the message is decoded;
 - has every operation answered: results, then `complete`; or an `error` with GraphQL
@@ -35,6 +40,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http.async_base_view import AsyncWebSocketAdapter
 from strawberry.http.exceptions import (
@@ -51,16 +58,20 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import (
-    ConnectionInitMessage as LegacyConnectionInitMessage,
-)
-from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ConnectionErrorMessage,
     OperationMessage,
     StartMessage,
 )
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ConnectionInitMessage as LegacyConnectionInitMessage,
+)
 from strawberry.types.execution import PreExecutionError
+from strawberry.types.unset import UNSET, UnsetType
 from strawberry.utils.aio import aclosing
 
+from api import auth
 from api.context import Context, SharedContext
+from api.errors import ClientError, ServiceUnavailableError, UnauthenticatedError
 from api.metrics import ApiMetrics
 from api.transport.websocket_messages import (
     BAD_REQUEST_CLOSE_CODE,
@@ -73,9 +84,17 @@ from api.transport.websocket_messages import (
     next_result,
     over_the_limit,
 )
+from db.errors import TransientDatabaseError
 
 INIT_TIMEOUT_CLOSE_CODE = 4408
 """The close code graphql-transport-ws uses for a missing `connection_init`."""
+
+
+UNAUTHORIZED_CLOSE_CODE = 4401
+"""The close code graphql-transport-ws uses for a client that may not go on."""
+
+TRY_AGAIN_LATER_CLOSE_CODE = 1013
+"""RFC 6455's code for a server that cannot serve now: the key could not be looked up."""
 
 
 IDLE_CLOSE_CODE = 1000
@@ -144,7 +163,29 @@ class ClosesWhenIdle:
         await self.websocket.close(IDLE_CLOSE_CODE, f"no operation in {timeout:g} s")
 
 
-class LegacyHandler(ClosesWhenIdle, BaseGraphQLWSHandler[Context, None]):
+class WatchesKey:
+    """Closes an acknowledged connection once its key is revoked: the key is held in
+    the process's `api.auth.OpenSockets` while the connection lasts."""
+
+    __slots__ = ()  # the key is the context's; nothing of its own per connection
+
+    context: Context
+
+    def _hold_key(self) -> None:
+        """Have the connection closed (`_revoked`) if its key is revoked."""
+        if self.context.secret is not None:
+            self.context.sockets.enter(self.context.secret, self._revoked)
+
+    def _release_key(self) -> None:
+        if self.context.secret is not None:
+            self.context.sockets.forget(self.context.secret, self._revoked)
+
+    async def _revoked(self) -> None:
+        """Tell the client its key was revoked, and close."""
+        raise NotImplementedError
+
+
+class LegacyHandler(WatchesKey, ClosesWhenIdle, BaseGraphQLWSHandler[Context, None]):
     """`graphql-ws` (subscriptions-transport-ws) with the rules of this module."""
 
     async def handle(self) -> None:
@@ -157,6 +198,7 @@ class LegacyHandler(ClosesWhenIdle, BaseGraphQLWSHandler[Context, None]):
             deadline.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await deadline
+            self._release_key()
 
     async def _close_unless_initialised(self) -> None:
         view: Any = self.view
@@ -183,17 +225,43 @@ class LegacyHandler(ClosesWhenIdle, BaseGraphQLWSHandler[Context, None]):
         )
 
     async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
-        """Strawberry's, with one keep-alive loop per connection: Strawberry starts one at
-        each `connection_init` and leaves the earlier ones running, owned by nobody, until
-        the client goes (a task more for each repeated init)."""
+        """Strawberry's, identifying the client first (`WebSocketView.on_ws_connect`),
+        with one keep-alive loop per connection: Strawberry starts one at each
+        `connection_init` and leaves the earlier ones running, owned by nobody, until the
+        client goes (a task more for each repeated init)."""
         running = self.keep_alive_task
-        await super().handle_connection_init(message)
+        self._release_key()  # a repeated init may come with another key
+        try:
+            await super().handle_connection_init(message)
+        except UnauthenticatedError as refusal:
+            await self._refuse(refusal)
+            return
+        except TransientDatabaseError:
+            await self._refuse(
+                ServiceUnavailableError(auth.DATABASE_AWAY), TRY_AGAIN_LATER_CLOSE_CODE
+            )
+            return
         if running is not None and self.keep_alive_task is not running:
             running.cancel()
             await asyncio.wait({running})
             _ignore_outcome(running)
         if self.connection_acknowledged:
             self._note_operations()
+            self._hold_key()
+
+    async def _refuse(self, refusal: ClientError, code: int = UNAUTHORIZED_CLOSE_CODE) -> None:
+        """`connection_error` with the refusal as a GraphQL error, then close."""
+        self.connection_acknowledged = False
+        message: ConnectionErrorMessage = {
+            "type": "connection_error",
+            "payload": {"message": str(refusal), "extensions": refusal.extensions},
+        }
+        with contextlib.suppress(WebSocketDisconnected):
+            await self.send_message(message)
+        await self.websocket.close(code, str(refusal))
+
+    async def _revoked(self) -> None:
+        await self._refuse(UnauthenticatedError(auth.REVOKED))
 
     async def handle_keep_alive(self) -> None:
         """Strawberry's `ka` loop, which also closes the connection once idle too long."""
@@ -262,7 +330,7 @@ class LegacyHandler(ClosesWhenIdle, BaseGraphQLWSHandler[Context, None]):
             self._note_operations()
 
 
-class TransportHandler(ClosesWhenIdle, BaseGraphQLTransportWSHandler[Context, None]):
+class TransportHandler(WatchesKey, ClosesWhenIdle, BaseGraphQLTransportWSHandler[Context, None]):
     """`graphql-transport-ws` with the rules of this module, and server pings on
     acknowledged connections."""
 
@@ -272,11 +340,20 @@ class TransportHandler(ClosesWhenIdle, BaseGraphQLTransportWSHandler[Context, No
 
     async def handle(self) -> None:
         bound_messages(self.websocket, self.context)
-        with Counted(self.view):
-            await super().handle()
+        try:
+            with Counted(self.view):
+                await super().handle()
+        finally:
+            self._release_key()
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
-        await super().handle_connection_init(message)
+        """Strawberry's, identifying the client first (`WebSocketView.on_ws_connect`)."""
+        try:
+            await super().handle_connection_init(message)
+        except UnauthenticatedError as refusal:
+            await self.websocket.close(UNAUTHORIZED_CLOSE_CODE, str(refusal))
+        except TransientDatabaseError:
+            await self.websocket.close(TRY_AGAIN_LATER_CLOSE_CODE, auth.DATABASE_AWAY)
         # Strawberry cancels its init deadline but keeps the task, and with it the
         # CancelledError's traceback and frames, for the whole connection: a few KB
         # per subscriber. Let the cancellation land, then let go of the task.
@@ -287,6 +364,10 @@ class TransportHandler(ClosesWhenIdle, BaseGraphQLTransportWSHandler[Context, No
         if self.connection_acknowledged and self._ping_timer is None:
             self._note_operations()
             self._schedule_ping()
+            self._hold_key()
+
+    async def _revoked(self) -> None:
+        await self.websocket.close(UNAUTHORIZED_CLOSE_CODE, auth.REVOKED)
 
     async def handle_message(self, message: Message) -> None:
         """Close the connection (4400) on a malformed message, as the protocol says."""
@@ -399,3 +480,20 @@ class WebSocketView(SharedContext, GraphQL[Context, None]):
         super().__init__(*args, **kwargs)
         self._context_getter = context_getter
         self.metrics = metrics
+
+    async def get_context(self, request: HTTPConnection, response: object) -> Context:
+        context = await super().get_context(request, response)
+        if isinstance(request, WebSocket):
+            context.request = request  # for its Authorization header, read at connection_init
+        return context
+
+    async def on_ws_connect(self, context: Context) -> UnsetType:
+        """Identify the client at `connection_init`, before it is acknowledged: by the
+        payload's `authorization`, else by the upgrade request's `Authorization`.
+        UnauthenticatedError or TransientDatabaseError refuse it (the handlers close)."""
+        authorization = auth.connection_authorization(context.connection_params)
+        if not authorization and context.request is not None:
+            authorization = context.request.headers.get("authorization")
+        await context.identify(authorization, auth.KEY_NEEDED_ON_WEBSOCKET)
+        acknowledged: UnsetType = UNSET  # a plain `connection_ack`, without a payload
+        return acknowledged

@@ -2,7 +2,11 @@
 // operation type), Apollo's plain HttpLink with multipart subscriptions, Apollo's
 // PersistedQueryLink, and the legacy subscriptions-transport-ws client.
 //
-//   API_URL=http://127.0.0.1:8000/graphql node apollo.mjs
+//   API_URL=http://127.0.0.1:8000/graphql [API_KEY=cak_…] node apollo.mjs
+//
+// With API_KEY every client sends it, as an application would: HttpLink's headers,
+// graphql-ws's and subscriptions-transport-ws's connectionParams. Without it they send
+// none (the API must allow anonymous use).
 //
 // Prints one line per check ("ok <name>" or "FAIL <name>: <why>") and exits 1 if any
 // check failed. Every wait is bounded.
@@ -23,6 +27,11 @@ if (!API_URL) throw new Error("set API_URL");
 const WS_URL = API_URL.replace(/^http/, "ws");
 const REFERENCE_FEN = "8/8/6P1/4R3/8/6k1/2r5/6K1 b - - 0 1";
 const WAIT_MS = 30_000;
+const API_KEY = process.env.API_KEY ?? "";
+// Apollo's usual pattern: an empty value when there is no key, which the API reads as none.
+const authorization = API_KEY ? `Bearer ${API_KEY}` : "";
+const headers = { authorization };
+const connectionParams = { authorization };
 
 const SUBMIT = gql`
   mutation Submit($input: SubmitAnalysisInput!) {
@@ -89,14 +98,14 @@ function assertReferenceResult(analysis) {
 }
 
 // --- Apollo Client: HttpLink for queries and mutations, GraphQLWsLink for subscriptions.
-const wsClient = createClient({ url: WS_URL, webSocketImpl: WebSocket, lazy: true });
+const wsClient = createClient({ url: WS_URL, webSocketImpl: WebSocket, lazy: true, connectionParams });
 const splitLink = ApolloLink.split(
   ({ query }) => {
     const definition = getMainDefinition(query);
     return definition.kind === "OperationDefinition" && definition.operation === "subscription";
   },
   new GraphQLWsLink(wsClient),
-  new HttpLink({ uri: API_URL }),
+  new HttpLink({ uri: API_URL, headers }),
 );
 const client = new ApolloClient({ link: splitLink, cache: new InMemoryCache() });
 
@@ -117,6 +126,12 @@ await check("apollo: submit, analysisCompleted over graphql-ws, cached analysis(
   // ...which a cache-only read answers without the network.
   const fromCache = await client.query({ query: ANALYSIS, variables: { id }, fetchPolicy: "cache-only" });
   assert(fromCache.data.analysis.id === id, "cache-only read failed");
+});
+
+await check("apollo: viewer names the key's tenant", async () => {
+  const expected = process.env.API_KEY_NAME ?? "anonymous";
+  const answer = await client.query({ query: gql`{ viewer { name } }`, fetchPolicy: "network-only" });
+  assert(answer.data.viewer.name === expected, `viewer ${answer.data.viewer.name}`);
 });
 
 await check("apollo: BAD_USER_INPUT for a bad FEN", async () => {
@@ -141,7 +156,7 @@ await check("apollo: request errors read from a 400 application/graphql-response
     return response;
   };
   const strict = new ApolloClient({
-    link: new HttpLink({ uri: API_URL, fetch: fetchAndRecord }),
+    link: new HttpLink({ uri: API_URL, headers, fetch: fetchAndRecord }),
     cache: new InMemoryCache(),
   });
   let error;
@@ -156,7 +171,10 @@ await check("apollo: request errors read from a 400 application/graphql-response
 });
 
 await check("apollo: analysisCompleted over HTTP multipart through a plain HttpLink", async () => {
-  const plain = new ApolloClient({ link: new HttpLink({ uri: API_URL }), cache: new InMemoryCache() });
+  const plain = new ApolloClient({
+    link: new HttpLink({ uri: API_URL, headers }),
+    cache: new InMemoryCache(),
+  });
   const submitted = await plain.mutate({
     mutation: SUBMIT,
     variables: { input: { fen: REFERENCE_FEN } },
@@ -176,7 +194,7 @@ await check("apollo: automatic persisted queries over GET and POST", async () =>
   const sha256 = (text) => createHash("sha256").update(text).digest("hex");
   const persisted = new ApolloClient({
     link: new PersistedQueryLink({ sha256, useGETForHashedQueries: true }).concat(
-      new HttpLink({ uri: API_URL, fetch: recordingFetch }),
+      new HttpLink({ uri: API_URL, headers, fetch: recordingFetch }),
     ),
     cache: new InMemoryCache(),
   });
@@ -200,7 +218,7 @@ await check("subscriptions-transport-ws: analysisCompleted over legacy graphql-w
     variables: { input: { fen: REFERENCE_FEN } },
   });
   const id = submitted.data.submitAnalysis.id;
-  const legacy = new SubscriptionClient(WS_URL, { reconnect: false }, WebSocket);
+  const legacy = new SubscriptionClient(WS_URL, { reconnect: false, connectionParams }, WebSocket);
   try {
     const event = await new Promise((resolve, reject) => {
       const subscription = legacy

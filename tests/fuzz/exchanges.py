@@ -305,15 +305,18 @@ def probe_for(protocol: str) -> tuple[str, Any]:
     return json.dumps(start), lambda message: message.get("id") == "probe"
 
 
-async def play(url: str, protocol: str, frames: list[str | bytes]) -> WsOutcome:
-    """Send `frames`, then a probe; gather what comes back until the probe's answer,
-    the close, or silence."""
+async def play(
+    url: str, protocol: str, frames: list[str | bytes], headers: dict[str, str] | None = None
+) -> WsOutcome:
+    """Send `frames` (after an upgrade request with `headers`), then a probe; gather what
+    comes back until the probe's answer, the close, or silence."""
     outcome = WsOutcome(frames)
     probe, answers_probe = probe_for(protocol)
     socket: ClientConnection
     async with connect(
         url,
         subprotocols=[Subprotocol(protocol)],
+        additional_headers=headers,
         open_timeout=TIMEOUT,
         close_timeout=2,
         max_size=None,
