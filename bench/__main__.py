@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import end_to_end, engine_efficiency, fanout, queue_throughput, submit_load
+from bench import end_to_end, engine_efficiency, fairness, fanout, queue_throughput, submit_load
 from bench.databases import scratch, server_facts
 from db import migrations
 from db.settings import DatabaseSettings
@@ -71,6 +71,9 @@ async def run_all(arguments: argparse.Namespace, server_url: str) -> int:
     scenarios: dict[str, Callable[[], Awaitable[Any]]] = {
         "queue_throughput": lambda: queue_throughput.run(
             server_url, arguments.jobs, arguments.claimers
+        ),
+        "fairness": lambda: migrated(
+            server_url, "fairness", lambda url: fairness.run(url, slots=arguments.claimers)
         ),
         "end_to_end": lambda: migrated(
             server_url,
@@ -136,6 +139,15 @@ def table(report: dict[str, Any]) -> str:
                 f"queue drain  {system['system']:<15} {system['drain_rate']:>9.0f} jobs/s"
                 f"   enqueue {system['enqueue_rate']:>9.0f} jobs/s   ours/this {ratio:.2f}x"
             )
+    if (fair := get("fairness")) is not None:
+        lines.append(
+            f"fairness     A queued {fair['backlog']}, B then {fair['newcomer']}, {fair['slots']}"
+            f" slots, {fair['analysis_seconds'] * 1000:.0f} ms analyses: B's first started after"
+            f" {fair['a_started_before_first_b']} of A's ({fair['first_b_wait_seconds']:.2f} s),"
+            f" its last after {fair['a_started_before_last_b']} of A's"
+            f" ({fair['last_b_wait_seconds']:.2f} s); first come first served:"
+            f" {fair['first_come_first_served_wait_seconds']:.1f} s"
+        )
     if (e2e := get("end_to_end")) is not None:
         latency, overhead = spread(e2e["latency_ms"]), spread(e2e["overhead_ms"])
         lines.append(
