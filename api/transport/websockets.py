@@ -40,8 +40,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.requests import HTTPConnection
-from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http.async_base_view import AsyncWebSocketAdapter
 from strawberry.http.exceptions import (
@@ -58,21 +56,26 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import (
-    ConnectionErrorMessage,
+    ConnectionInitMessage as LegacyConnectionInitMessage,
+)
+from strawberry.subscriptions.protocols.graphql_ws.types import (
     OperationMessage,
     StartMessage,
 )
-from strawberry.subscriptions.protocols.graphql_ws.types import (
-    ConnectionInitMessage as LegacyConnectionInitMessage,
-)
 from strawberry.types.execution import PreExecutionError
-from strawberry.types.unset import UNSET, UnsetType
 from strawberry.utils.aio import aclosing
 
 from api import auth
-from api.context import Context, SharedContext
-from api.errors import ClientError, ServiceUnavailableError, UnauthenticatedError
+from api.context import Context
+from api.errors import UnauthenticatedError
 from api.metrics import ApiMetrics
+from api.transport.websocket_auth import (
+    UNAUTHORIZED_CLOSE_CODE,
+    IdentifiesAtInit,
+    WatchesKey,
+    init_refusal,
+    refuse_legacy,
+)
 from api.transport.websocket_messages import (
     BAD_REQUEST_CLOSE_CODE,
     LEGACY,
@@ -84,17 +87,9 @@ from api.transport.websocket_messages import (
     next_result,
     over_the_limit,
 )
-from db.errors import TransientDatabaseError
 
 INIT_TIMEOUT_CLOSE_CODE = 4408
 """The close code graphql-transport-ws uses for a missing `connection_init`."""
-
-
-UNAUTHORIZED_CLOSE_CODE = 4401
-"""The close code graphql-transport-ws uses for a client that may not go on."""
-
-TRY_AGAIN_LATER_CLOSE_CODE = 1013
-"""RFC 6455's code for a server that cannot serve now: the key could not be looked up."""
 
 
 IDLE_CLOSE_CODE = 1000
@@ -163,28 +158,6 @@ class ClosesWhenIdle:
         await self.websocket.close(IDLE_CLOSE_CODE, f"no operation in {timeout:g} s")
 
 
-class WatchesKey:
-    """Closes an acknowledged connection once its key is revoked: the key is held in
-    the process's `api.auth.OpenSockets` while the connection lasts."""
-
-    __slots__ = ()  # the key is the context's; nothing of its own per connection
-
-    context: Context
-
-    def _hold_key(self) -> None:
-        """Have the connection closed (`_revoked`) if its key is revoked."""
-        if self.context.secret is not None:
-            self.context.sockets.enter(self.context.secret, self._revoked)
-
-    def _release_key(self) -> None:
-        if self.context.secret is not None:
-            self.context.sockets.forget(self.context.secret, self._revoked)
-
-    async def _revoked(self) -> None:
-        """Tell the client its key was revoked, and close."""
-        raise NotImplementedError
-
-
 class LegacyHandler(WatchesKey, ClosesWhenIdle, BaseGraphQLWSHandler[Context, None]):
     """`graphql-ws` (subscriptions-transport-ws) with the rules of this module."""
 
@@ -225,21 +198,15 @@ class LegacyHandler(WatchesKey, ClosesWhenIdle, BaseGraphQLWSHandler[Context, No
         )
 
     async def handle_connection_init(self, message: LegacyConnectionInitMessage) -> None:
-        """Strawberry's, identifying the client first (`WebSocketView.on_ws_connect`),
+        """Strawberry's, identifying the client first (`IdentifiesAtInit.on_ws_connect`),
         with one keep-alive loop per connection: Strawberry starts one at each
         `connection_init` and leaves the earlier ones running, owned by nobody, until the
         client goes (a task more for each repeated init)."""
         running = self.keep_alive_task
         self._release_key()  # a repeated init may come with another key
-        try:
-            await super().handle_connection_init(message)
-        except UnauthenticatedError as refusal:
-            await self._refuse(refusal)
-            return
-        except TransientDatabaseError:
-            await self._refuse(
-                ServiceUnavailableError(auth.DATABASE_AWAY), TRY_AGAIN_LATER_CLOSE_CODE
-            )
+        refused = await init_refusal(super().handle_connection_init(message))
+        if refused is not None:
+            await refuse_legacy(self, *refused)
             return
         if running is not None and self.keep_alive_task is not running:
             running.cancel()
@@ -249,19 +216,8 @@ class LegacyHandler(WatchesKey, ClosesWhenIdle, BaseGraphQLWSHandler[Context, No
             self._note_operations()
             self._hold_key()
 
-    async def _refuse(self, refusal: ClientError, code: int = UNAUTHORIZED_CLOSE_CODE) -> None:
-        """`connection_error` with the refusal as a GraphQL error, then close."""
-        self.connection_acknowledged = False
-        message: ConnectionErrorMessage = {
-            "type": "connection_error",
-            "payload": {"message": str(refusal), "extensions": refusal.extensions},
-        }
-        with contextlib.suppress(WebSocketDisconnected):
-            await self.send_message(message)
-        await self.websocket.close(code, str(refusal))
-
     async def _revoked(self) -> None:
-        await self._refuse(UnauthenticatedError(auth.REVOKED))
+        await refuse_legacy(self, UnauthenticatedError(auth.REVOKED))
 
     async def handle_keep_alive(self) -> None:
         """Strawberry's `ka` loop, which also closes the connection once idle too long."""
@@ -347,13 +303,11 @@ class TransportHandler(WatchesKey, ClosesWhenIdle, BaseGraphQLTransportWSHandler
             self._release_key()
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
-        """Strawberry's, identifying the client first (`WebSocketView.on_ws_connect`)."""
-        try:
-            await super().handle_connection_init(message)
-        except UnauthenticatedError as refusal:
-            await self.websocket.close(UNAUTHORIZED_CLOSE_CODE, str(refusal))
-        except TransientDatabaseError:
-            await self.websocket.close(TRY_AGAIN_LATER_CLOSE_CODE, auth.DATABASE_AWAY)
+        """Strawberry's, identifying the client first (`IdentifiesAtInit.on_ws_connect`)."""
+        refused = await init_refusal(super().handle_connection_init(message))
+        if refused is not None:
+            refusal, code = refused
+            await self.websocket.close(code, str(refusal))
         # Strawberry cancels its init deadline but keeps the task, and with it the
         # CancelledError's traceback and frames, for the whole connection: a few KB
         # per subscriber. Let the cancellation land, then let go of the task.
@@ -462,7 +416,7 @@ def _ignore_outcome(task: asyncio.Task[None]) -> None:
         task.exception()
 
 
-class WebSocketView(SharedContext, GraphQL[Context, None]):
+class WebSocketView(IdentifiesAtInit, GraphQL[Context, None]):
     """Subscriptions (and any other operation) over WebSockets, both protocols, with the
     handlers above."""
 
@@ -480,20 +434,3 @@ class WebSocketView(SharedContext, GraphQL[Context, None]):
         super().__init__(*args, **kwargs)
         self._context_getter = context_getter
         self.metrics = metrics
-
-    async def get_context(self, request: HTTPConnection, response: object) -> Context:
-        context = await super().get_context(request, response)
-        if isinstance(request, WebSocket):
-            context.request = request  # for its Authorization header, read at connection_init
-        return context
-
-    async def on_ws_connect(self, context: Context) -> UnsetType:
-        """Identify the client at `connection_init`, before it is acknowledged: by the
-        payload's `authorization`, else by the upgrade request's `Authorization`.
-        UnauthenticatedError or TransientDatabaseError refuse it (the handlers close)."""
-        authorization = auth.connection_authorization(context.connection_params)
-        if not authorization and context.request is not None:
-            authorization = context.request.headers.get("authorization")
-        await context.identify(authorization, auth.KEY_NEEDED_ON_WEBSOCKET)
-        acknowledged: UnsetType = UNSET  # a plain `connection_ack`, without a payload
-        return acknowledged
