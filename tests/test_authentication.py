@@ -1,7 +1,8 @@
-"""Who is asking, on every transport: keys over HTTP (POST, GET, multipart, persisted
-queries, /metrics) and WebSockets (the `connection_init` payload or the upgrade header,
-both protocols); refusals before anything runs; anonymous use and its per-address limit;
-a key revoked while its WebSocket is open."""
+"""Who is asking over HTTP: keys on every kind of request (POST, GET, multipart,
+persisted queries), refusals before anything runs, a revoked key, what needs no key,
+/metrics and CORS on a refusal; anonymous use (over HTTP and WebSockets) and its
+per-address limit; unit tests of the address limiter, bearer parsing and the key cache.
+WebSocket authentication is in `tests/test_websocket_authentication.py`."""
 
 from __future__ import annotations
 
@@ -12,34 +13,30 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
-from websockets.typing import Subprotocol
 
 from api import auth
 from api.errors import UnauthenticatedError
 from api.settings import ApiSettings
 from db import tenants
-from db.models import Analysis
+from tests.authentication_helpers import (
+    PROTOCOLS,
+    TRANSPORT_WS,
+    TYPENAME,
+    UNKNOWN_KEY,
+    VIEWER,
+    next_message,
+    open_socket,
+    refusal,
+    run_operation,
+    stored,
+)
 from tests.conftest import REFERENCE_FEN, ApiFactory, Server
 from tests.graphql_client import COMPLETED, SUBMIT, authorization, post, submit
 from tests.test_http import persisted
 
-TRANSPORT_WS = "graphql-transport-ws"
-LEGACY_WS = "graphql-ws"
-PROTOCOLS = [TRANSPORT_WS, LEGACY_WS]
-TYPENAME = "{ __typename }"
-VIEWER = "{ viewer { name scopes } }"
 MULTIPART = "multipart/mixed;subscriptionSpec=1.0,application/json"
 MATED = "rnb1kbnr/pppp1ppp/8/4p3/6Pq/5P2/PPPPP2P/RNBQKBNR w KQkq - 1 3"
-UNKNOWN_KEY = "cak_" + "x" * 43
-
-
-async def stored(database: AsyncEngine) -> int:
-    async with database.connect() as connection:
-        return int(await connection.scalar(select(func.count()).select_from(Analysis)) or 0)
 
 
 async def send(
@@ -206,185 +203,6 @@ async def test_a_refusal_reaches_a_page_on_an_admitted_origin(start_api: ApiFact
     assert refused.headers["access-control-allow-origin"] == origin
     exposed = refused.headers["access-control-expose-headers"].lower()
     assert "www-authenticate" in exposed
-
-
-# --- WebSockets ---------------------------------------------------------------------
-
-
-async def open_socket(
-    server: Server,
-    protocol: str,
-    payload: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-) -> ClientConnection:
-    """A WebSocket with `connection_init` sent (`payload`, over an upgrade with
-    `headers`); not yet answered."""
-    socket = await connect(
-        server.ws_url, subprotocols=[Subprotocol(protocol)], additional_headers=headers
-    )
-    await socket.send(json.dumps({"type": "connection_init", "payload": payload or {}}))
-    return socket
-
-
-async def next_message(socket: ClientConnection, timeout: float = 10) -> dict[str, Any]:
-    """The next message that is not a keep-alive; ConnectionClosed once closed."""
-    async with asyncio.timeout(timeout):
-        while True:
-            message: dict[str, Any] = json.loads(await socket.recv())
-            if message["type"] == "ping":
-                await socket.send(json.dumps({"type": "pong"}))
-            elif message["type"] != "ka":
-                return message
-
-
-async def refusal(socket: ClientConnection) -> tuple[list[dict[str, Any]], int | None]:
-    """What the server sent before it closed `socket` (keep-alives left out), and the
-    close code."""
-    messages = []
-    try:
-        while True:
-            messages.append(await next_message(socket))
-    except ConnectionClosed:
-        return messages, socket.close_code
-
-
-def assert_refused(
-    protocol: str, answer: tuple[list[dict[str, Any]], int | None], message: str
-) -> None:
-    """Closed with 4401 (graphql-transport-ws, the reason saying why) or after a
-    `connection_error` with the UNAUTHENTICATED error (graphql-ws)."""
-    messages, code = answer
-    assert code == 4401, answer
-    if protocol == TRANSPORT_WS:
-        assert messages == [], answer
-    else:
-        assert messages == [
-            {
-                "type": "connection_error",
-                "payload": {"message": message, "extensions": {"code": "UNAUTHENTICATED"}},
-            }
-        ], answer
-
-
-async def run_operation(socket: ClientConnection, protocol: str, query: str) -> Any:
-    """Run `query` on an acknowledged connection; its first result's payload."""
-    kind = "subscribe" if protocol == TRANSPORT_WS else "start"
-    await socket.send(json.dumps({"id": "1", "type": kind, "payload": {"query": query}}))
-    message = await next_message(socket)
-    assert message["id"] == "1", message
-    return message["payload"]
-
-
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-@pytest.mark.parametrize(
-    ("payload", "message"),
-    [
-        ({}, auth.KEY_NEEDED_ON_WEBSOCKET),
-        ({"authorization": ""}, auth.KEY_NEEDED_ON_WEBSOCKET),
-        ({"authorization": f"Bearer {UNKNOWN_KEY}"}, auth.UNKNOWN_KEY),
-        ({"authorization": UNKNOWN_KEY}, auth.NOT_BEARER),
-        ({"authorization": 42}, auth.NOT_BEARER),
-    ],
-    ids=["no key", "an empty key", "an unknown key", "no scheme", "not a string"],
-)
-async def test_without_a_usable_key_a_websocket_is_refused_at_connection_init(
-    api: Server, protocol: str, payload: dict[str, Any], message: str
-) -> None:
-    socket = await open_socket(api, protocol, payload)
-    try:
-        assert_refused(protocol, await refusal(socket), message)
-    finally:
-        await socket.close()
-
-
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_an_operation_before_connection_init_runs_nothing(
-    api: Server, protocol: str, database: AsyncEngine
-) -> None:
-    async with connect(api.ws_url, subprotocols=[Subprotocol(protocol)]) as socket:
-        kind = "subscribe" if protocol == TRANSPORT_WS else "start"
-        mutation = {"query": SUBMIT, "variables": {"input": {"fen": REFERENCE_FEN}}}
-        await socket.send(json.dumps({"id": "1", "type": kind, "payload": mutation}))
-        assert (await refusal(socket))[1] == 4401
-    assert await stored(database) == 0
-
-
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-@pytest.mark.parametrize(
-    "where", ["the connection_init payload", "the upgrade request", "Authorization in capitals"]
-)
-async def test_a_key_opens_a_websocket_from_the_payload_or_the_upgrade(
-    api: Server, protocol: str, where: str
-) -> None:
-    bearer = f"Bearer {api.key}"
-    if where == "the upgrade request":
-        socket = await open_socket(api, protocol, headers={"authorization": bearer})
-    elif where == "the connection_init payload":
-        socket = await open_socket(api, protocol, {"authorization": bearer})
-    else:
-        socket = await open_socket(api, protocol, {"Authorization": bearer})
-    try:
-        assert (await next_message(socket))["type"] == "connection_ack"
-        answer = await run_operation(socket, protocol, VIEWER)
-        assert answer == {"data": {"viewer": {"name": "tests", "scopes": ["ANALYSE"]}}}
-    finally:
-        await socket.close()
-
-
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_the_payload_key_is_the_one_that_counts(api: Server, protocol: str) -> None:
-    socket = await open_socket(
-        api,
-        protocol,
-        {"authorization": f"Bearer {api.admin_key}"},
-        headers={"authorization": f"Bearer {api.key}"},
-    )
-    try:
-        assert (await next_message(socket))["type"] == "connection_ack"
-        assert (await run_operation(socket, protocol, VIEWER))["data"]["viewer"]["name"] == "admin"
-    finally:
-        await socket.close()
-
-
-async def wait_for_waiters(server: Server, count: int) -> None:
-    async with asyncio.timeout(10):
-        while server.services.hub.waiting != count:
-            await asyncio.sleep(0.01)
-
-
-@pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_a_key_revoked_while_its_websocket_is_open_stops_working_within_seconds(
-    start_api: ApiFactory, pool: asyncpg.Pool, protocol: str
-) -> None:
-    server = await start_api(key_cache_seconds=0.2)
-    _, secret = await tenants.create(pool, "carol")
-    analysis = await submit(server.http_url, fen=REFERENCE_FEN, key=secret)
-    revoked = await open_socket(server, protocol, {"authorization": f"Bearer {secret}"})
-    kept = await open_socket(server, protocol, {"authorization": f"Bearer {server.key}"})
-    try:
-        for socket in (revoked, kept):
-            assert (await next_message(socket))["type"] == "connection_ack"
-        kind = "subscribe" if protocol == TRANSPORT_WS else "start"
-        payload = {"query": COMPLETED, "variables": {"id": analysis["id"]}}
-        await revoked.send(json.dumps({"id": "1", "type": kind, "payload": payload}))
-        await wait_for_waiters(server, 1)
-        assert await tenants.revoke(pool, "carol")
-        loop = asyncio.get_running_loop()
-        asked = loop.time()
-        answer = await refusal(revoked)  # bounded: next_message waits 10 s at most
-        assert_refused(protocol, answer, auth.REVOKED)
-        assert loop.time() - asked < 5
-        await wait_for_waiters(server, 0)  # its subscription ended with it
-        # Another key's connection goes on.
-        answer = await run_operation(kept, protocol, TYPENAME)
-        assert answer == {"data": {"__typename": "Query"}}
-        assert len(server.services.sockets) == 1
-    finally:
-        await revoked.close()
-        await kept.close()
-    async with asyncio.timeout(5):
-        while len(server.services.sockets):
-            await asyncio.sleep(0.01)
 
 
 # --- anonymous use ------------------------------------------------------------------

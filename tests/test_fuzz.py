@@ -9,7 +9,8 @@ crafted listing cursors, and WebSocket messages over both subprotocols.
 Well-formed requests go through httpx; what httpx refuses to send (non-UTF-8 header
 values, raw bytes in the target, broken framing) is written by hand on a socket. Every
 request and WebSocket carries the test's API key, so that the fuzzing reaches past
-authentication (whose refusals `tests/test_authentication.py` covers).
+authentication (whose refusals `tests/test_authentication.py` and
+`tests/test_websocket_authentication.py` cover).
 
 After every example:
 
