@@ -73,39 +73,6 @@ class EmbeddedServer:
         return database_url(self.socket_dir, SUPERUSER)
 
 
-@dataclass(frozen=True)
-class Holder:
-    """A process serving with the embedded server (`make run`, a test session)."""
-
-    pid: int
-    command: str
-    """Its command line, as far as it fits on a line."""
-
-
-@dataclass(frozen=True)
-class ServerUse:
-    """Who uses a running server."""
-
-    holders: tuple[Holder, ...]
-    """Processes serving with it (see `serving`)."""
-    connections: tuple[tuple[str, int], ...]
-    """Client connections open on it, counted by application name (the asker's excluded)."""
-
-    @property
-    def idle(self) -> bool:
-        """True when nothing uses the server."""
-        return not self.holders and not self.connections
-
-    def lines(self) -> list[str]:
-        """One line per holder, and one for the connections."""
-        lines = [f"pid {holder.pid} serves with it: {holder.command}" for holder in self.holders]
-        if self.connections:
-            total = sum(count for _, count in self.connections)
-            named = ", ".join(f"{name} ({count})" for name, count in self.connections)
-            lines.append(f"{total} client connection{'s' if total > 1 else ''}: {named}")
-        return lines
-
-
 def database_url(socket_dir: Path, database: str) -> str:
     """A URL for `database` on the server listening in `socket_dir`."""
     return f"postgresql://{SUPERUSER}@/{database}?host={socket_dir}"
