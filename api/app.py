@@ -36,6 +36,7 @@ from api import auth, health
 from api.context import Context, Services
 from api.events import NotificationHub
 from api.metrics import ApiMetrics
+from api.progress_board import ProgressBoard
 from api.schema import build_schema
 from api.settings import ApiSettings
 from api.transport import ide
@@ -141,7 +142,10 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
             pool = await create_pool(
                 database_settings, url, application_name="chess-analysis-api", min_size=0
             )
+            board = ProgressBoard(pool, watch_seconds=settings.progress_watch_seconds)
+            hub.on_progress = board.notified
             await hub.start()
+            board.start()
             persisted = PersistedQueries.from_settings(settings, schema, database)
             keys = auth.Keys(pool, settings)
             sockets = auth.OpenSockets(keys, settings.key_cache_seconds)
@@ -150,6 +154,7 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
                     database=database,
                     pool=pool,
                     hub=hub,
+                    progress=board,
                     settings=settings,
                     metrics=metrics,
                     persisted=persisted,
@@ -168,6 +173,8 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
             if "watch" in locals():
                 watch.cancel()
                 checking_keys.cancel()
+            if "board" in locals():
+                await board.close()
             await hub.close()
             if pool is not None:
                 await pool.close()

@@ -16,6 +16,7 @@ from api import auth
 from api.errors import UnauthenticatedError
 from api.events import NotificationHub
 from api.metrics import ApiMetrics
+from api.progress_board import ProgressBoard
 from api.settings import ApiSettings
 from api.transport.persisted_queries import PersistedQueries
 from api.validation import Limits
@@ -30,6 +31,8 @@ class Services:
     pool: asyncpg.Pool
     """Plain asyncpg for the submit path: one statement, one round trip."""
     hub: NotificationHub
+    progress: ProgressBoard
+    """The progress of the searches this process's clients follow."""
     settings: ApiSettings
     metrics: ApiMetrics
     persisted: PersistedQueries | None
@@ -47,6 +50,7 @@ class Services:
             max_moves_to_return=self.settings.max_moves_to_return,
             max_time_limit=self.settings.max_time_limit,
             max_depth_limit=self.settings.max_depth_limit,
+            max_nodes_limit=self.settings.max_nodes_limit,
         )
 
 
@@ -61,6 +65,7 @@ class Context(BaseContext):
         self.database = services.database
         self.pool = services.pool
         self.hub = services.hub
+        self.progress = services.progress
         self.settings = services.settings
         self.metrics = services.metrics
         self.limits = services.limits

@@ -6,6 +6,9 @@ notification that arrived together are read in one statement, so a worker finish
 thousand analyses costs a few reads, not a thousand. Any number of subscribers cost one
 database connection. After the connection comes back from an outage the hub re-reads
 every id still awaited, since the notifications sent meanwhile are lost.
+
+The same connection hears `analysis_progress`, which it hands to the progress board
+(`api.progress_board`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -81,9 +85,11 @@ class NotificationHub:
         self._waiters: dict[uuid.UUID, list[Waiter]] = {}
         self._due: set[uuid.UUID] = set()
         self._reading: asyncio.Task[None] | None = None
+        self.on_progress: Callable[[uuid.UUID], None] | None = None
+        """Called with the run's id for each `analysis_progress` notification."""
         self._listener = notifications.Listener(
             dsn,
-            [notifications.ANALYSIS_DONE],
+            [notifications.ANALYSIS_DONE, notifications.ANALYSIS_PROGRESS],
             self._on_notification,
             on_reconnect=self._recheck,
             ping_interval=ping_interval,
@@ -135,10 +141,14 @@ class NotificationHub:
         finished or not: new subscriptions arriving together share one statement."""
         self._wake_soon([analysis_id])
 
-    def _on_notification(self, _channel: str, payload: str) -> None:
+    def _on_notification(self, channel: str, payload: str) -> None:
         analysis_id = notifications.parse_id_payload(payload)
         if analysis_id is None:
-            log.warning("dropping malformed %s payload %r", notifications.ANALYSIS_DONE, payload)
+            log.warning("dropping malformed %s payload %r", channel, payload)
+            return
+        if channel == notifications.ANALYSIS_PROGRESS:
+            if self.on_progress is not None:
+                self.on_progress(analysis_id)
             return
         if analysis_id in self._waiters:
             self._wake_soon([analysis_id])

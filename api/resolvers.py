@@ -6,11 +6,8 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-import uuid
-from collections.abc import AsyncGenerator
 
 import strawberry
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api import cursors, validation
 from api.context import ResolverInfo
@@ -21,7 +18,6 @@ from api.errors import (
     QuotaExceededError,
     RateLimitedError,
 )
-from api.events import Waiter
 from api.types import (
     Analysis,
     AnalysisConnection,
@@ -33,9 +29,7 @@ from api.types import (
     Viewer,
     WorkerStatus,
 )
-from db import insight, models, submissions, tenants
-from db.errors import TransientDatabaseError
-from db.tenants import Tenant
+from db import cancellation, insight, models, submissions
 
 OUTAGE_RETRY_MIN_SECONDS = 0.2
 OUTAGE_RETRY_MAX_SECONDS = 5.0
@@ -52,7 +46,9 @@ async def analysis(info: ResolverInfo, id: strawberry.ID) -> Analysis | None:
 async def submit_analysis(info: ResolverInfo, input: SubmitAnalysisInput) -> Analysis:
     """Store a position for analysis and return it at once (status QUEUED).
 
-    A position without legal moves is DONE at once with an empty result.
+    A position without legal moves is DONE at once with an empty result; one the
+    position cache can answer is DONE at once with the cache's lines (`cached`); one
+    whose search is under way for another request joins that search.
     """
     settings = info.context.settings
     started = time.perf_counter()
@@ -62,6 +58,8 @@ async def submit_analysis(info: ResolverInfo, input: SubmitAnalysisInput) -> Ana
         input.time_limit,
         input.depth_limit,
         info.context.limits,
+        nodes_limit=input.nodes_limit,
+        fresh=input.fresh,
     )
     request = dataclasses.replace(request, max_attempts=settings.max_attempts)
     tenant = info.context.tenant
@@ -98,7 +96,7 @@ async def cancel_analysis(info: ResolverInfo, id: strawberry.ID) -> Analysis:
     database = info.context.database
     viewer = info.context.tenant
     with info.context.hub.waiter(analysis_id) as waiter:
-        row = await submissions.request_cancel(database, analysis_id, viewer=viewer)
+        row = await cancellation.request_cancel(database, analysis_id, viewer=viewer)
         if row is None:
             raise NotFoundError(f"no analysis with id {analysis_id}")
         if not row.status.is_terminal:
@@ -106,67 +104,6 @@ async def cancel_analysis(info: ResolverInfo, id: strawberry.ID) -> Analysis:
                 await asyncio.wait_for(waiter.wait(), info.context.settings.cancel_wait)
             row = await submissions.get(database, analysis_id, viewer=viewer) or row
     return Analysis.from_model(row)
-
-
-async def analysis_completed(
-    info: ResolverInfo,
-    id: strawberry.ID,
-) -> AsyncGenerator[Analysis, None]:
-    """Emit the analysis once it is DONE, FAILED or CANCELED (at once if it already is).
-
-    Another tenant's analysis is NOT_FOUND at once, as an unknown id is: the hub reads
-    rows for every subscriber, so each row it hands over is checked here."""
-    analysis_id = validation.parse_id(id)
-    database = info.context.database
-    viewer = info.context.tenant
-    hub = info.context.hub
-    with hub.waiter(analysis_id) as waiter:
-        # Registered before the first read: a completion cannot slip in between. The
-        # hub reads the row (with those of other new subscriptions) and wakes us.
-        hub.look_up(analysis_id)
-        row = await read_after_wake(waiter, database, analysis_id, viewer)
-        while row is not None and not row.status.is_terminal:
-            row = None  # not held through a wait that may last minutes
-            # The hub hands over the row it read for the notification, if it could.
-            row = await read_after_wake(waiter, database, analysis_id, viewer)
-    if row is None:
-        raise NotFoundError(f"no analysis with id {analysis_id}")
-    yield Analysis.from_model(row)
-
-
-async def read_after_wake(
-    waiter: Waiter, database: AsyncEngine, analysis_id: uuid.UUID, viewer: Tenant
-) -> models.Analysis | None:
-    """Wait to be woken; the row then, if `viewer` may see it: the hub's read, else one
-    of our own (when the hub could not read it, found none, or found one the viewer may
-    not see: the same read either way, so that another tenant's id takes as long to
-    refuse as an unknown one)."""
-    row = await waiter.wait()
-    if row is not None and visible(row, viewer):
-        return row
-    return await read_through_outage(database, analysis_id, viewer)
-
-
-def visible(row: models.Analysis, viewer: Tenant) -> bool:
-    """Whether `viewer` may see `row`: an admin sees every row; anyone else their own
-    and the anonymous tenant's (reachable by id, never listed). `db.submissions.get`
-    reads by the same rule."""
-    return viewer.is_admin or row.tenant_id in (viewer.id, tenants.ANONYMOUS_ID)
-
-
-async def read_through_outage(
-    database: AsyncEngine, analysis_id: uuid.UUID, viewer: Tenant
-) -> models.Analysis | None:
-    """Read a row, waiting out a database outage: a subscription is a long wait anyway,
-    so it rides the outage out instead of failing (the hub re-reads every awaited id
-    once its connection is back, and wakes the waiters of those that finished)."""
-    delay = OUTAGE_RETRY_MIN_SECONDS
-    while True:
-        try:
-            return await submissions.get(database, analysis_id, viewer=viewer)
-        except TransientDatabaseError:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, OUTAGE_RETRY_MAX_SECONDS)
 
 
 async def analyses(

@@ -13,7 +13,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.types import ExecutionContext
 
-from api import resolvers
+from api import resolvers, subscriptions
 from api.errors import ShapeErrors, log_unexpected
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
@@ -76,10 +76,20 @@ class Mutation:
 @strawberry.type
 class Subscription:
     analysis_completed = strawberry.subscription(
-        resolver=resolvers.analysis_completed,
+        resolver=subscriptions.analysis_completed,
         description=(
             "Emits the analysis once, when DONE, FAILED or CANCELED, then completes."
             " NOT_FOUND for an id that is not yours, as for an unknown one."
+        ),
+    )
+    analysis_progress = strawberry.subscription(
+        resolver=subscriptions.analysis_progress,
+        description=(
+            "Emits the analysis's search as it deepens (depth, best lines, nodes, seconds),"
+            " at most a few times a second, then once more with the finished analysis,"
+            " then completes. Subscribing while the search runs gives its latest state at"
+            " once; after the end, the finished analysis alone. NOT_FOUND for an id that"
+            " is not yours, as for an unknown one."
         ),
     )
 

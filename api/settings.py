@@ -35,6 +35,11 @@ class ApiSettings(BaseSettings):
     """Upper bound of `timeLimit`, in seconds."""
     max_depth_limit: int = Field(default=60, ge=1, le=245)
     """Upper bound of `depthLimit`, in plies."""
+    max_nodes_limit: int = Field(default=1_000_000_000, ge=1, le=10**15)
+    """Upper bound of `nodesLimit`."""
+    progress_watch_seconds: float = Field(default=30.0, ge=2, le=3600)
+    """How long a search stays watched (its worker publishing its progress) after its
+    last listener left: listeners' marks are renewed every third of it."""
     listen_ping_interval: float = Field(default=5.0, gt=0, le=300)
     """Seconds between checks that the LISTEN connection is alive."""
     graphiql: bool = True

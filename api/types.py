@@ -9,6 +9,7 @@ from datetime import datetime
 import chess
 import strawberry
 
+from api import lichess
 from api.context import ResolverInfo
 from db import models, tenants
 
@@ -75,6 +76,17 @@ async def position_game_over(root: Analysis) -> GameOver | None:
     return game_over(root.fen)
 
 
+@strawberry.type(description="Win, draw and loss chances, per mille, from White's point of view.")
+class Wdl:
+    win: int
+    draw: int
+    loss: int
+
+    @classmethod
+    def of(cls, wdl: tuple[int, int, int]) -> Wdl:
+        return cls(win=wdl[0], draw=wdl[1], loss=wdl[2])
+
+
 @strawberry.type(description="One line of play the engine found, best first.")
 class Line:
     rank: int = strawberry.field(description="1 for the best line.")
@@ -87,6 +99,19 @@ class Line:
     pv: list[str] = strawberry.field(description="The moves in UCI notation.")
     pv_san: list[str] = strawberry.field(description="The moves in standard algebraic notation.")
     depth: int = strawberry.field(description="Search depth reached, in plies.")
+    win_percent: float = strawberry.field(
+        description=(
+            "White's chance of winning, 0..100, from the score as Lichess computes it:"
+            " 50 + 50 * (2 / (1 + exp(-0.00368208 * cp)) - 1), cp clamped to ±1000, a mate"
+            " counting as ±1000."
+        )
+    )
+    wdl: Wdl | None = strawberry.field(
+        description=(
+            "Win, draw and loss chances per mille, White's view, as the engine estimates"
+            " them (UCI_ShowWDL); for a mate, 1000 for the side that mates."
+        )
+    )
 
     @classmethod
     def from_model(cls, line: models.ResultLine) -> Line:
@@ -97,6 +122,10 @@ class Line:
             pv=list(line.pv),
             pv_san=list(line.pv_san),
             depth=line.depth,
+            win_percent=round(lichess.win_percent(line.centipawn_score, line.mate_score), 2),
+            wdl=None
+            if line.wdl is None
+            else Wdl(win=line.wdl[0], draw=line.wdl[1], loss=line.wdl[2]),
         )
 
 
@@ -112,9 +141,16 @@ class Analysis:
     num_moves_to_return: int
     time_limit: float
     depth_limit: int | None
+    nodes_limit: int | None
     status: AnalysisStatus
     result: list[Line] | None = strawberry.field(
         description="Up to numMovesToReturn lines, best first; null until DONE."
+    )
+    cached: bool = strawberry.field(
+        description=(
+            "Answered at once from an earlier search of the same position that searched"
+            " at least as deep, as many nodes or as long, with at least as many lines."
+        )
     )
     game_over: GameOver | None = strawberry.field(
         resolver=position_game_over,
@@ -140,14 +176,34 @@ class Analysis:
             num_moves_to_return=row.num_moves_to_return,
             time_limit=row.time_limit,
             depth_limit=row.depth_limit,
+            nodes_limit=row.nodes_limit,
             status=AnalysisStatus.from_model(row.status),
             result=None if lines is None else [Line.from_model(line) for line in lines],
+            cached=row.cached,
             error=row.error,
             engine=row.engine,
             created_at=row.created_at,
             started_at=row.started_at,
             finished_at=row.finished_at,
         )
+
+
+@strawberry.type(description="A search as it deepens, and the analysis it answers.")
+class AnalysisProgress:
+    analysis: Analysis = strawberry.field(
+        description="The analysis followed: RUNNING while the search goes on, then finished."
+    )
+    depth: int | None = strawberry.field(
+        description="The depth of the deepest iteration the engine finished; null before one."
+    )
+    lines: list[Line] = strawberry.field(
+        description=(
+            "The best lines at that depth, best first; at the end, the analysis's result"
+            " (empty unless DONE)."
+        )
+    )
+    nodes: int | None = strawberry.field(description="Positions searched so far.")
+    elapsed: float | None = strawberry.field(description="Seconds searched so far.")
 
 
 @strawberry.input(description="A position to analyse and the engine's limits.")
@@ -172,7 +228,21 @@ class SubmitAnalysisInput:
         default=1.0, description="Seconds the engine may think, more than 0, at most 60."
     )
     depth_limit: int | None = strawberry.field(
-        default=None, description="Plies the engine may search, 1..60; null: time only."
+        default=None, description="Plies the engine may search, 1..60; null: no such limit."
+    )
+    nodes_limit: int | None = strawberry.field(
+        default=None,
+        description=(
+            "Nodes the engine may search, 1..1,000,000,000; null: no such limit. Lichess"
+            " analyses by node budget: unlike time, it gives the same answer on any machine."
+        ),
+    )
+    fresh: bool = strawberry.field(
+        default=False,
+        description=(
+            "Search anew: neither answer from the position cache nor join a search of the"
+            " same position under way."
+        ),
     )
 
 

@@ -28,6 +28,7 @@ import math
 import re
 import uuid
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import chess
 
@@ -205,6 +206,7 @@ class Limits:
     max_moves_to_return: int
     max_time_limit: float
     max_depth_limit: int
+    max_nodes_limit: int = 1_000_000_000
 
 
 def parse_position(text: str) -> chess.Board:
@@ -266,14 +268,26 @@ def _only_chess960(fen: str) -> bool:
     return board.status() == chess.STATUS_VALID and not _castling_dropped(fen, board)
 
 
+class Position(NamedTuple):
+    """A position read from a FEN."""
+
+    fen: str
+    """The position as python-chess writes it."""
+    key: str
+    """Its normalised key, as Lichess keys cloud evaluations (`board.epd()`): pieces,
+    side to move, the castling rights, en passant only where a capture is legal; no
+    move counters. The position cache's key."""
+    playable: bool
+    """The side to move has a legal move."""
+
+
 @functools.lru_cache(maxsize=4096)
-def normalised(fen: str) -> tuple[str, bool]:
-    """The FEN of the position `fen` describes, as python-chess writes it, and whether
-    the side to move has a legal move; BadUserInputError if it is no real position.
+def normalised(fen: str) -> Position:
+    """The position `fen` describes; BadUserInputError if it is no real position.
     Cached (refusals are not): clients send the same positions again and again, every
     game starts alike, and reading a position is most of a submission's own work."""
     board = parse_position(fen)
-    return board.fen(), any(board.generate_legal_moves())
+    return Position(board.fen(), board.epd(), any(board.generate_legal_moves()))
 
 
 def validate_submission(
@@ -282,23 +296,33 @@ def validate_submission(
     time_limit: float,
     depth_limit: int | None,
     limits: Limits,
+    *,
+    nodes_limit: int | None = None,
+    fresh: bool = False,
 ) -> NewAnalysis:
     """A request ready to store; or BadUserInputError naming the bad field, or
     BadUserInputGroupError naming each when several are bad."""
     problems = _limit_problems(num_moves_to_return, time_limit, depth_limit, limits)
+    if nodes_limit is not None and not 1 <= nodes_limit <= limits.max_nodes_limit:
+        problems.append(
+            BadUserInputError("nodesLimit", f"must be between 1 and {limits.max_nodes_limit:,}")
+        )
     try:
-        position, playable = normalised(fen)
+        position = normalised(fen)
     except BadUserInputError as problem:
         problems.insert(0, problem)  # the fields in the order of the input
     if problems:
         raise errors.refusal(problems)
     # A position without legal moves (mate or stalemate) has an empty result: no engine.
     return NewAnalysis(
-        fen=position,
+        fen=position.fen,
         num_moves_to_return=num_moves_to_return,
         time_limit=time_limit,
         depth_limit=depth_limit,
-        finished_result=None if playable else (),
+        finished_result=None if position.playable else (),
+        nodes_limit=nodes_limit,
+        position_key=position.key,
+        fresh=fresh,
     )
 
 

@@ -47,6 +47,8 @@ class ClaimedJob:
     """A row a worker has claimed: what it must analyse, and its claim token."""
 
     id: uuid.UUID
+    """The run's id: the row's own, or for a shared run the id it was first claimed
+    under (its rows keep it as `run_id`, whichever of them carries it on)."""
     fen: str
     num_moves_to_return: int
     time_limit: float
@@ -54,6 +56,19 @@ class ClaimedJob:
     attempts: int
     """How many times the row has been claimed, this claim included (part of the token)."""
     max_attempts: int
+    nodes_limit: int | None = None
+    watched: bool = False
+    """Someone follows its search (`db.progress`): publish its progress."""
+
+
+@dataclass(frozen=True)
+class Searched:
+    """How far a finished search went: what the position cache compares."""
+
+    depth: int
+    """The shallowest depth among its lines."""
+    nodes: int
+    seconds: float
 
 
 class Ending(enum.StrEnum):
@@ -89,6 +104,8 @@ class Outcome:
     """The engine that ran (kept on the row for every ending but `LOST`)."""
     error: str | None = None
     """Why, for every ending but `DONE` and `RELEASED`."""
+    searched: Searched | None = None
+    """How far the search went, for `DONE`: the result goes to the position cache."""
 
     @classmethod
     def of(
@@ -100,6 +117,7 @@ class Outcome:
         result: Sequence[ResultLine] | None = None,
         engine_name: str | None = None,
         error: str | None = None,
+        searched: Searched | None = None,
     ) -> Outcome:
         """`job`'s claim by `worker_id`, ending as `ending`."""
         return cls(
@@ -110,6 +128,7 @@ class Outcome:
             result=None if result is None else tuple(result),
             engine_name=engine_name,
             error=error,
+            searched=searched,
         )
 
 
@@ -138,12 +157,15 @@ class Exchanged:
 EXCHANGE = """
     -- $1 worker id, $2 lease seconds, $3 rows to claim;
     -- $4, $5 retry backoff (base and cap, seconds);
-    -- $6…$12 the outcomes, an array per field.
+    -- $6…$15 the outcomes, an array per field. An outcome's id is its run's: the id
+    -- the row was claimed under (see `ClaimedJob.id`).
     WITH outcome AS (
         SELECT *
           FROM unnest($6::uuid[], $7::text[], $8::integer[], $9::text[],
-                      $10::text[], $11::text[], $12::text[])
-               AS o(id, worker_id, attempt, ending, result, engine, error)
+                      $10::text[], $11::text[], $12::text[],
+                      $13::integer[], $14::bigint[], $15::float8[])
+               AS o(id, worker_id, attempt, ending, result, engine, error,
+                    depth, nodes, seconds)
     ),
     ended AS (
         UPDATE analyses AS a
@@ -176,14 +198,35 @@ EXCHANGE = """
                                 ELSE a.worker_id END,
                lease_expires_at = NULL
           FROM outcome AS o
-         WHERE a.id = ANY ($6::uuid[])  -- by primary key, however many rows run
-           AND a.id = o.id
+         -- by primary key, however many rows run; or, for a shared run whose first
+         -- row was canceled, the row that carries it on under the same run id
+         WHERE (a.id = ANY ($6::uuid[]) OR a.run_id = ANY ($6::uuid[]))
+           AND coalesce(a.run_id, a.id) = o.id
            -- the claim token: only the claim that took the row may end it
            AND a.status = 'running' AND a.worker_id = o.worker_id AND a.attempts = o.attempt
            -- the sweep takes back only a lease that has lapsed (re-checked on the row
            -- version the update locks, so a renewal meanwhile wins)
            AND (o.ending <> 'lost' OR a.lease_expires_at < now())
-        RETURNING a.id, a.status, a.tenant_id, a.time_limit, a.started_at, a.finished_at
+        RETURNING coalesce(a.run_id, a.id) AS id, a.status, a.tenant_id, a.time_limit,
+                  a.started_at, a.finished_at, a.position_key, a.num_moves_to_return
+    ),
+    cached AS (
+        -- a finished search joins the position cache when it went deeper than what the
+        -- cache holds for its position and number of lines (one row per pair, however
+        -- many of this statement's outcomes searched it)
+        INSERT INTO position_cache AS c (position_key, lines, depth, nodes, seconds,
+                                         result, engine)
+        SELECT DISTINCT ON (e.position_key, e.num_moves_to_return)
+               e.position_key, e.num_moves_to_return, o.depth, o.nodes, o.seconds,
+               o.result::jsonb, o.engine
+          FROM ended AS e JOIN outcome AS o ON o.id = e.id
+         WHERE e.status = 'done' AND e.position_key IS NOT NULL AND o.depth IS NOT NULL
+           AND o.result <> '[]'
+         ORDER BY e.position_key, e.num_moves_to_return, o.depth DESC, o.nodes DESC
+        ON CONFLICT (position_key, lines) DO UPDATE
+           SET depth = excluded.depth, nodes = excluded.nodes, seconds = excluded.seconds,
+               result = excluded.result, engine = excluded.engine, updated_at = now()
+         WHERE (excluded.depth, excluded.nodes) > (c.depth, c.nodes)
     ),
     refunds AS (
         -- a finished row gives its tenant back what it was charged and did not use: its
@@ -212,9 +255,10 @@ EXCHANGE = """
     ),
     due AS (
         -- the due rows with the earliest turns, by the partial claim index; rows other
-        -- claimers hold are skipped, not waited for (a locking CTE runs once)
+        -- claimers hold are skipped, not waited for (a locking CTE runs once); rows that
+        -- follow another's run are never claimed
         SELECT id FROM analyses
-         WHERE status = 'queued' AND run_after <= now()
+         WHERE status = 'queued' AND NOT follows AND run_after <= now()
          ORDER BY turn
          LIMIT $3
            FOR UPDATE SKIP LOCKED
@@ -228,13 +272,17 @@ EXCHANGE = """
                lease_expires_at = now() + make_interval(secs => $2)
          -- by primary key, whatever the planner guesses of LIMIT $3
          WHERE a.id = ANY (ARRAY(SELECT id FROM due))
-        RETURNING a.id, a.fen, a.num_moves_to_return, a.time_limit, a.depth_limit,
-                  a.attempts, a.max_attempts, a.turn
+        RETURNING coalesce(a.run_id, a.id) AS id, a.fen, a.num_moves_to_return,
+                  a.time_limit, a.depth_limit, a.nodes_limit, a.attempts, a.max_attempts,
+                  a.turn,
+                  EXISTS (SELECT 1 FROM analysis_progress AS p
+                           WHERE p.run_id = coalesce(a.run_id, a.id)
+                             AND p.watched_until > now()) AS watched
     )
     -- the rows ended are running, the rows claimed are queued: never the same row
     SELECT claimed.*, NULL::analysis_status AS status FROM claimed
     UNION ALL
-    SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, status FROM ended
+    SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, status FROM ended
     """
 
 
@@ -264,6 +312,9 @@ async def exchange(
         [_result_json(outcome.result) for outcome in outcomes],
         [outcome.engine_name for outcome in outcomes],
         [outcome.error for outcome in outcomes],
+        [None if o.searched is None else o.searched.depth for o in outcomes],
+        [None if o.searched is None else o.searched.nodes for o in outcomes],
+        [None if o.searched is None else o.searched.seconds for o in outcomes],
     )
     claimed = sorted(
         (row for row in rows if row["status"] is None),
@@ -279,6 +330,8 @@ async def exchange(
                 depth_limit=row["depth_limit"],
                 attempts=row["attempts"],
                 max_attempts=row["max_attempts"],
+                nodes_limit=row["nodes_limit"],
+                watched=row["watched"],
             )
             for row in claimed
         ],
@@ -325,15 +378,22 @@ class Lease:
     id: uuid.UUID
     cancel_requested: bool
     """A client asked to cancel it: the worker should stop its engine."""
+    watched: bool = False
+    """Someone follows its search: the worker publishes its progress."""
 
 
 RENEW_LEASES = """
-    -- $1 worker id, $2 the rows, $3 lease seconds. Not fenced by expiry: a worker that
+    -- $1 worker id, $2 the runs, $3 lease seconds. Not fenced by expiry: a worker that
     -- was cut off from the database keeps what nobody has taken back meanwhile.
-    UPDATE analyses
+    UPDATE analyses AS a
        SET lease_expires_at = now() + make_interval(secs => $3)
-     WHERE id = ANY ($2::uuid[]) AND status = 'running' AND worker_id = $1
-    RETURNING id, cancel_requested_at IS NOT NULL AS cancel_requested
+     WHERE (a.id = ANY ($2::uuid[]) OR a.run_id = ANY ($2::uuid[]))
+       AND a.status = 'running' AND a.worker_id = $1
+    RETURNING coalesce(a.run_id, a.id) AS id,
+              a.cancel_requested_at IS NOT NULL AS cancel_requested,
+              EXISTS (SELECT 1 FROM analysis_progress AS p
+                       WHERE p.run_id = coalesce(a.run_id, a.id)
+                         AND p.watched_until > now()) AS watched
     """
 
 
@@ -345,12 +405,15 @@ async def renew_leases(
     if not ids:
         return []
     rows = await pool.fetch(RENEW_LEASES, worker_id, list(ids), lease_seconds)
-    return [Lease(id=row["id"], cancel_requested=row["cancel_requested"]) for row in rows]
+    return [
+        Lease(id=row["id"], cancel_requested=row["cancel_requested"], watched=row["watched"])
+        for row in rows
+    ]
 
 
 NEXT_DUE = """
     SELECT extract(epoch FROM min(run_after) - now())::float8 AS seconds
-      FROM analyses WHERE status = 'queued'
+      FROM analyses WHERE status = 'queued' AND NOT follows
     """
 
 
@@ -361,10 +424,10 @@ async def next_due_in(pool: asyncpg.Pool) -> float | None:
     return None if seconds is None else float(seconds)
 
 
-COUNT_QUEUED = "SELECT count(*) FROM analyses WHERE status = 'queued'"
+COUNT_QUEUED = "SELECT count(*) FROM analyses WHERE status = 'queued' AND NOT follows"
 
 
 @errors.translated
 async def count_queued(pool: asyncpg.Pool) -> int:
-    """How many rows wait in the queue (over the partial claim index)."""
+    """How many runs wait in the queue (over the partial claim index)."""
     return int(await pool.fetchval(COUNT_QUEUED))

@@ -109,7 +109,8 @@ EVERYONE = _statistics("true")
 ONE_TENANT = _statistics("tenant_id = :tenant")
 """A tenant's statistics are statements of their own, planned for one tenant."""
 RUNNING_PER_WORKER = text(
-    "SELECT worker_id, count(*) AS n FROM analyses WHERE status = 'running' GROUP BY worker_id"
+    "SELECT worker_id, count(*) AS n FROM analyses"
+    " WHERE status = 'running' AND NOT follows GROUP BY worker_id"
 )
 
 

@@ -63,6 +63,9 @@ class ResultLine:
     """The same moves in standard algebraic notation."""
     depth: int
     """The search depth the engine reached for this line."""
+    wdl: tuple[int, int, int] | None = None
+    """Win, draw and loss chances in per mille, from White's point of view, as the engine
+    estimates them (`UCI_ShowWDL`); None when the engine gave none."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object stored for this line."""
@@ -74,6 +77,7 @@ class ResultLine:
             "pv": list(self.pv),
             "pv_san": list(self.pv_san),
             "depth": self.depth,
+            "wdl": None if self.wdl is None else list(self.wdl),
         }
 
     @classmethod
@@ -86,7 +90,14 @@ class ResultLine:
             pv=tuple(value.get("pv", ())),
             pv_san=tuple(value.get("pv_san", ())),
             depth=int(value.get("depth", 0)),
+            wdl=_wdl(value.get("wdl")),
         )
+
+
+def _wdl(value: Any) -> tuple[int, int, int] | None:
+    if not value or len(value) != 3:
+        return None
+    return (int(value[0]), int(value[1]), int(value[2]))
 
 
 class Base(DeclarativeBase):
@@ -160,6 +171,7 @@ class Analysis(Base):
     num_moves_to_return: Mapped[int] = mapped_column(Integer)
     time_limit: Mapped[float] = mapped_column(Float)
     depth_limit: Mapped[int | None] = mapped_column(Integer)
+    nodes_limit: Mapped[int | None] = mapped_column(BigInteger)
     status: Mapped[AnalysisStatus] = mapped_column(
         status_type, server_default=AnalysisStatus.QUEUED.value
     )
@@ -187,6 +199,24 @@ class Analysis(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    position_key: Mapped[str | None] = mapped_column(Text)
+    """The normalised position (`board.epd()`), the position cache's key; NULL for rows
+    stored before the cache."""
+    cached: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    """Answered from the position cache, without an engine."""
+    share_key: Mapped[str | None] = mapped_column(Text)
+    """The position and every limit: requests with the same share key share one run.
+    NULL when the request must have a run of its own (`fresh`)."""
+    run_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    """The id its run is queued and claimed under (the worker's name for it); NULL: its
+    own id."""
+    follows: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    """It waits on another row's run: never claimed, it takes that row's status changes."""
+
+    @property
+    def run(self) -> uuid.UUID:
+        """The id of the run that answers it (its own, or the one it follows)."""
+        return self.run_id or self.id
 
     def result_lines(self) -> list[ResultLine] | None:
         """The stored result as values, best line first; None until the analysis is done."""
@@ -195,8 +225,27 @@ class Analysis(Base):
         return [ResultLine.from_json(line) for line in self.result]
 
 
-# Serves the claim: the queued row with the smallest turn; finished rows stay out of it.
-Index("ix_analyses_claim", Analysis.turn, postgresql_where=Analysis.status == AnalysisStatus.QUEUED)
+# Serves the claim: the queued row with the smallest turn; finished rows and the rows
+# that follow another's run stay out of it.
+Index(
+    "ix_analyses_claim",
+    Analysis.turn,
+    postgresql_where=text("status = 'queued' AND NOT follows"),
+)
+
+# One run that new requests may join per share key (see `db.submissions`).
+Index(
+    "ix_analyses_active_run",
+    Analysis.share_key,
+    unique=True,
+    postgresql_where=text(
+        "share_key IS NOT NULL AND NOT follows AND status IN ('queued', 'running')"
+        " AND cancel_requested_at IS NULL"
+    ),
+)
+
+# The rows of one shared run.
+Index("ix_analyses_run", Analysis.run_id, postgresql_where=Analysis.run_id.is_not(None))
 
 # Serves a tenant's queued-work quota (a count) and what it waits for next.
 Index(
@@ -255,6 +304,40 @@ class WorkerRow(Base):
     )
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     """Past this, the worker is presumed dead and its row is removed."""
+
+
+class PositionCache(Base):
+    """The best finished search of a position for a number of lines (`db.cache`)."""
+
+    __tablename__ = "position_cache"
+
+    position_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    lines: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    """How many lines were asked for (the result may hold fewer: the legal moves)."""
+    depth: Mapped[int] = mapped_column(Integer)
+    """The shallowest depth among its lines."""
+    nodes: Mapped[int] = mapped_column(BigInteger)
+    seconds: Mapped[float] = mapped_column(Float)
+    """How long the engine searched."""
+    result: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    engine: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class AnalysisProgress(Base):
+    """The latest report of a run someone watches (`db.progress`); not crash-safe."""
+
+    __tablename__ = "analysis_progress"
+    __table_args__ = {"prefixes": ["UNLOGGED"]}  # noqa: RUF012 (SQLAlchemy reads it)
+
+    run_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    watched_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    """Until when a listener wants it; the worker publishes only before then."""
+    depth: Mapped[int | None] = mapped_column(Integer)
+    nodes: Mapped[int | None] = mapped_column(BigInteger)
+    elapsed: Mapped[float | None] = mapped_column(Float)
+    lines: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class PersistedQuery(Base):

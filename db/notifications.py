@@ -26,11 +26,17 @@ ANALYSIS_QUEUED = "analysis_queued"
 ANALYSIS_DONE = "analysis_done"
 """A row reached done, failed or canceled (payload: its id): subscribers should read it."""
 ANALYSIS_CANCEL = "analysis_cancel"
-"""A client asked to cancel a running row (payload: its id): its worker should stop it."""
+"""A client asked to cancel a running run (payload: the run's id): its worker should stop it."""
+ANALYSIS_WATCH = "analysis_watch"
+"""Someone began to watch a run's search (payload: the run's id): its worker should
+publish its progress (`db.progress`)."""
+ANALYSIS_PROGRESS = "analysis_progress"
+"""A run's progress was published (payload: the run's id): its listeners should read it."""
 
 
 def parse_id_payload(payload: str) -> uuid.UUID | None:
-    """The id carried by an `analysis_done` or `analysis_cancel` notification, if well-formed."""
+    """The id an `analysis_done`, `analysis_cancel`, `analysis_watch` or `analysis_progress`
+    notification carries, if well-formed."""
     try:
         return uuid.UUID(payload)
     except ValueError:

@@ -57,6 +57,25 @@ class NewAnalysis:
     """A result known without an engine (no legal moves): the row is stored done."""
     max_attempts: int = 3
     """Claims allowed before a row whose engine or worker keeps dying is failed."""
+    nodes_limit: int | None = None
+    """Nodes the engine may search; None for no such limit."""
+    position_key: str | None = None
+    """The normalised position (`board.epd()`): the position cache's key. None: the
+    request neither reads nor feeds the cache, nor shares a run."""
+    fresh: bool = False
+    """A search of its own: the cache is not read and no run is shared (its result
+    still feeds the cache)."""
+
+    @property
+    def share_key(self) -> str | None:
+        """What a run must match for this request to join it: the position and every
+        limit. None when the request must have a run of its own."""
+        if self.fresh or self.position_key is None or self.finished_result is not None:
+            return None
+        return (
+            f"{self.position_key}|{self.num_moves_to_return}|{self.time_limit!r}"
+            f"|{self.depth_limit}|{self.nodes_limit}"
+        )
 
 
 @dataclass(frozen=True)
@@ -78,9 +97,62 @@ class Refusal:
 ENQUEUE = """
     -- $1..$5 the request; $6 the queue's cap; $7 the tenant; $8, $9, $10 its quotas
     -- (max queued, engine seconds per hour, weight; NULL: no limit); $11 the kind
-    -- (0 interactive, 1 batch); $12 the charge in engine seconds; $13 the result when
-    -- it is known without an engine (stored done at once), NULL to queue the request.
-    WITH tenant AS (
+    -- (0 interactive, 1 batch); $12 the charge of a run; $13 the result when it is
+    -- known without an engine (stored done at once), else NULL; $14 the node limit;
+    -- $15 the position's key; $16 the share key (NULL: a run of its own, no cache);
+    -- $17 the charge of an answer without a run of its own.
+    WITH cache AS (
+        -- the cache's answer: at least as many lines, searched at least as deep, as many
+        -- nodes or as long as this request would search
+        SELECT result, engine FROM position_cache
+         WHERE $16::text IS NOT NULL AND $13::text IS NULL
+           AND position_key = $15 AND lines >= $2
+           AND (depth >= $4 OR nodes >= $14 OR seconds >= $3)
+         ORDER BY lines, depth DESC
+         LIMIT 1
+    ),
+    known AS (
+        SELECT coalesce($13::jsonb, (
+                   -- the cache's lines, cut to the number asked for
+                   SELECT jsonb_agg(line ORDER BY n)
+                     FROM cache, jsonb_array_elements(cache.result)
+                          WITH ORDINALITY AS l(line, n)
+                    WHERE n <= $2)) AS result,
+               EXISTS (SELECT 1 FROM cache) AS cached,
+               (SELECT engine FROM cache) AS engine
+    ),
+    seen AS (
+        -- a run of the same position and limits, as the statement's snapshot has it
+        SELECT id FROM analyses
+         WHERE share_key = $16 AND NOT follows AND status IN ('queued', 'running')
+           AND cancel_requested_at IS NULL
+           AND NOT EXISTS (SELECT 1 FROM cache) AND $13::text IS NULL
+    ),
+    joined AS (
+        -- that run, locked and read again: one that ended meanwhile is not joined (its
+        -- end copies its status to every row that joined it before). A share lock: it
+        -- waits for the statement ending the run, and makes that statement wait, but
+        -- writes no new version of the row, so a submission inserting a run of the same
+        -- search finds it already there without waiting for this one.
+        SELECT coalesce(a.run_id, a.id) AS run_id, a.status, a.started_at
+          FROM analyses AS a
+         WHERE a.id IN (SELECT id FROM seen)
+           AND a.status IN ('queued', 'running') AND a.cancel_requested_at IS NULL
+           FOR SHARE
+    ),
+    way AS (
+        SELECT CASE WHEN (SELECT result FROM known) IS NOT NULL THEN 'known'
+                    WHEN EXISTS (SELECT 1 FROM joined) THEN 'join'
+                    -- the run ended between the snapshot and its lock: try again
+                    WHEN EXISTS (SELECT 1 FROM seen) THEN 'again'
+                    ELSE 'run' END AS way
+    ),
+    charge AS (
+        SELECT way, CASE WHEN way = 'run' THEN $12::float8 ELSE $17::float8 END AS seconds,
+               way IN ('run', 'join') AS queues
+          FROM way WHERE way <> 'again'
+    ),
+    tenant AS (
         -- Checks, charges and gives the turn on the tenant's row, whose lock serializes
         -- the tenant's submissions. No row when a check fails: nothing is charged, and
         -- the insert below inserts nothing.
@@ -88,48 +160,59 @@ ENQUEUE = """
            SET -- the bucket: refilled at $9/3600 a second up to $9, less the charge
                budget_seconds = CASE WHEN $9::float8 IS NOT NULL THEN
                    least($9, coalesce(k.budget_seconds + $9 / 3600 * greatest(0,
-                       extract(epoch FROM now() - k.budget_at)), $9)) - $12 END,
+                       extract(epoch FROM now() - k.budget_at)), $9)) - charge.seconds END,
                budget_at = greatest(k.budget_at, now()),
                -- start-time fair queuing: from the later of its last turn and now, a
-               -- job moves the tenant's clock on by its charge over its weight
-               next_turn = CASE WHEN $13::text IS NULL AND $11 = 0
+               -- run moves the tenant's clock on by its charge over its weight
+               next_turn = CASE WHEN charge.way = 'run' AND $11 = 0
                    THEN greatest(k.next_turn, extract(epoch FROM now())) + $12 / $10
                    ELSE k.next_turn END,
-               next_batch_turn = CASE WHEN $13::text IS NULL AND $11 <> 0
+               next_batch_turn = CASE WHEN charge.way = 'run' AND $11 <> 0
                    THEN greatest(k.next_batch_turn, extract(epoch FROM now())) + $12 / $10
                    ELSE k.next_batch_turn END,
-               queued_total = k.queued_total + ($13::text IS NULL)::integer,
+               queued_total = k.queued_total + charge.queues::integer,
                -- the anonymous tenant's quota is the API's setting: the row follows it,
                -- so that the worker's refunds know the bucket's capacity
                engine_seconds_per_hour = CASE
                    WHEN k.id = '00000000-0000-0000-0000-000000000000' THEN $9
                    ELSE k.engine_seconds_per_hour END
+          FROM charge
          WHERE k.id = $7
-           -- the queue's cap: counts at most $6 queued rows over the claim index
-           AND ($13::text IS NOT NULL OR $6 > (SELECT count(*) FROM (
-                   SELECT 1 FROM analyses WHERE status = 'queued' LIMIT $6) AS queued))
+           -- the queue's cap (a new run only): counts at most $6 queued rows over the
+           -- claim index
+           AND (charge.way <> 'run' OR $6 > (SELECT count(*) FROM (
+                   SELECT 1 FROM analyses WHERE status = 'queued' AND NOT follows
+                    LIMIT $6) AS queued))
            -- the tenant's queued work, over its partial index. The count reads the
            -- statement's snapshot; after waiting for another submission's lock, this
            -- row is the newer version, and the growth of `queued_total` since the
            -- snapshot adds the rows queued meanwhile, which the count cannot see.
-           AND ($13::text IS NOT NULL OR $8::integer IS NULL OR $8 > (
+           AND (NOT charge.queues OR $8::integer IS NULL OR $8 > (
                    SELECT count(*) FROM (
                        SELECT 1 FROM analyses
                         WHERE tenant_id = $7 AND status = 'queued' LIMIT $8) AS queued)
                    + k.queued_total - (SELECT queued_total FROM api_keys WHERE id = $7))
            -- the engine seconds: enough in the bucket for the charge
-           AND ($9::float8 IS NULL OR $12 <= least($9, coalesce(k.budget_seconds
+           AND ($9::float8 IS NULL OR charge.seconds <= least($9, coalesce(k.budget_seconds
                    + $9 / 3600 * greatest(0, extract(epoch FROM now() - k.budget_at)), $9)))
-        RETURNING CASE WHEN $13::text IS NOT NULL THEN extract(epoch FROM now())
+        RETURNING CASE WHEN charge.way <> 'run' THEN extract(epoch FROM now())
                        WHEN $11 = 0 THEN k.next_turn
-                       ELSE k.next_batch_turn END AS turn
+                       ELSE k.next_batch_turn END AS turn,
+                  charge.way
     )
-    INSERT INTO analyses (fen, num_moves_to_return, time_limit, depth_limit, max_attempts,
-                          tenant_id, kind, turn, status, result, finished_at)
-    SELECT $1, $2, $3, $4, $5, $7, $11, tenant.turn,
-           CASE WHEN $13::text IS NULL THEN 'queued' ELSE 'done' END::analysis_status,
-           $13::jsonb, CASE WHEN $13::text IS NULL THEN NULL ELSE now() END
-      FROM tenant
+    INSERT INTO analyses (fen, num_moves_to_return, time_limit, depth_limit, nodes_limit,
+                          max_attempts, tenant_id, kind, turn, status, result, finished_at,
+                          started_at, engine, cached, position_key, share_key, run_id,
+                          follows)
+    SELECT $1, $2, $3, $4, $14, $5, $7, $11, tenant.turn,
+           CASE tenant.way WHEN 'known' THEN 'done'::analysis_status
+                           WHEN 'join' THEN joined.status
+                           ELSE 'queued'::analysis_status END,
+           known.result,
+           CASE WHEN tenant.way = 'known' THEN now() END,
+           joined.started_at, known.engine, known.cached AND tenant.way = 'known',
+           $15, $16, joined.run_id, tenant.way = 'join'
+      FROM tenant CROSS JOIN known LEFT JOIN joined ON true
     RETURNING *
     """
 
@@ -209,6 +292,10 @@ def _arguments(
         int(AnalysisKind(kind)),  # ValueError for a kind that is neither
         charge,
         result,
+        request.nodes_limit,
+        request.position_key,
+        request.share_key,
+        tenants.MIN_CHARGE_SECONDS,
     )
 
 
@@ -216,7 +303,11 @@ async def _enqueue(
     connection: Any, tenant: Tenant, max_queued: int, arguments: tuple[object, ...]
 ) -> Analysis | Refusal:
     for _ in range(ATTEMPTS):
-        record = await errors.fetchrow(connection, ENQUEUE, *arguments)
+        try:
+            record = await errors.fetchrow(connection, ENQUEUE, *arguments)
+        except asyncpg.UniqueViolationError:
+            # Another submission started the same run meanwhile: join it next time.
+            continue
         if record is not None:
             return analysis_from(record)
         refusal = await _refusal(connection, tenant, max_queued, arguments)
@@ -318,51 +409,6 @@ async def get_many(
         return list(
             await db.scalars(select(Analysis).where(Analysis.id.in_(list(ids)), visible_to(viewer)))
         )
-
-
-REQUEST_CANCEL = text(
-    """
-    WITH asked AS (
-        UPDATE analyses
-           SET status = CASE WHEN status = 'queued' THEN 'canceled'
-                             ELSE status END,
-               finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
-               -- a running row is stopped by its worker, told by the trigger's NOTIFY
-               cancel_requested_at = CASE WHEN status = 'running'
-                                          THEN coalesce(cancel_requested_at, now())
-                                          ELSE cancel_requested_at END
-         WHERE id = :id AND status IN ('queued', 'running')
-           AND (:everyone OR tenant_id = ANY (:tenants))
-        RETURNING tenant_id, time_limit, status
-    )
-    -- a row canceled before it ran gives its tenant back all it was charged (a running
-    -- one is settled by its worker's outcome, in db.claims)
-    UPDATE api_keys AS k
-       SET budget_seconds = least(k.engine_seconds_per_hour, k.budget_seconds + asked.time_limit)
-      FROM asked
-     WHERE k.id = asked.tenant_id AND asked.status = 'canceled'
-       AND k.engine_seconds_per_hour IS NOT NULL AND k.budget_seconds IS NOT NULL
-    """
-)
-
-
-@errors.translated
-async def request_cancel(
-    engine: AsyncEngine, analysis_id: uuid.UUID, *, viewer: Tenant | None = None
-) -> Analysis | None:
-    """Cancel a queued row at once (refunding its charge), or ask the worker of a
-    running one to stop it.
-
-    A finished row is left as it is. The row afterwards, or None for an unknown id or
-    one `viewer` may not see (see `get`).
-    """
-    everyone = viewer is None or viewer.is_admin
-    owners = [] if viewer is None else [viewer.id, tenants.ANONYMOUS_ID]
-    async with engine.begin() as connection:
-        await connection.execute(
-            REQUEST_CANCEL, {"id": analysis_id, "everyone": everyone, "tenants": owners}
-        )
-    return await get(engine, analysis_id, viewer=viewer)
 
 
 TERMINAL_AMONG = text(

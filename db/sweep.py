@@ -27,7 +27,7 @@ LOST = "worker lost (lease expired)"
 
 EXPIRED = """
     -- $1 grace seconds after a server start, $2 rows at most
-    SELECT id, worker_id, attempts FROM analyses
+    SELECT coalesce(run_id, id) AS id, worker_id, attempts FROM analyses
      WHERE status = 'running' AND lease_expires_at < now()
        -- leases lapsed while the server was down belong to workers that have had no
        -- chance to renew them yet
