@@ -4,7 +4,11 @@ through a bare python-chess loop with as many Stockfish processes as the worker'
 The bare loop runs twice: as one writes it first (one game, the hash kept from position
 to position), and with a new game per position, as the service analyses (Stockfish's
 `ucinewgame` clears its hash, so an answer does not depend on what the engine saw
-before: the same request gets the same answer)."""
+before: the same request gets the same answer).
+
+The service runs twice too: as usual, and with every analysis watched (marked as an API
+process marks a run it has listeners for), so that its worker publishes the progress of
+every search (`engine.progress`)."""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import chess.engine
 import httpx
 
 from bench import services
+from db import progress
 from db.settings import asyncpg_dsn
 from engine.settings import find_stockfish
 
@@ -44,6 +49,8 @@ class Efficiency:
     service_rate: float
     bare_rate: float
     bare_new_game_rate: float
+    watched_service_rate: float
+    """The service with every analysis watched: its progress published."""
 
     @property
     def ratio(self) -> float:
@@ -53,6 +60,16 @@ class Efficiency:
     def ratio_new_game(self) -> float:
         """Against the bare loop doing the same work (a new game per position)."""
         return self.service_rate / self.bare_new_game_rate
+
+    @property
+    def ratio_watched(self) -> float:
+        """Every analysis watched, against the bare loop as one writes it first."""
+        return self.watched_service_rate / self.bare_rate
+
+    @property
+    def ratio_watched_new_game(self) -> float:
+        """Every analysis watched, against the bare loop with a new game per position."""
+        return self.watched_service_rate / self.bare_new_game_rate
 
 
 def positions(count: int, seed: int = 20261127) -> list[str]:
@@ -97,10 +114,17 @@ async def bare(fens: list[str], time_limit: float, engines: int, *, new_game: bo
 
 
 async def service(
-    url: str, log_dir: Path, fens: list[str], time_limit: float, engines: int
+    url: str,
+    log_dir: Path,
+    fens: list[str],
+    time_limit: float,
+    engines: int,
+    *,
+    watched: bool = False,
 ) -> float:
     """Analyses per second through submitAnalysis and a worker with `engines` slots; the
-    end is heard on LISTEN analysis_done, so waiting costs the engines no CPU."""
+    end is heard on LISTEN analysis_done, so waiting costs the engines no CPU. With
+    `watched`, each analysis is watched as soon as it is submitted."""
     async with services.running(url, log_dir, workers=1, slots=engines) as (port, _):
         endpoint = f"http://127.0.0.1:{port}/graphql"
         finished = 0
@@ -118,9 +142,12 @@ async def service(
             async with httpx.AsyncClient(timeout=30) as http:
                 started = time.perf_counter()
                 for fen in fens:
-                    await http.post(
+                    response = await http.post(
                         endpoint, json={"query": SUBMIT, "variables": {"fen": fen, "t": time_limit}}
                     )
+                    if watched:
+                        run = uuid.UUID(response.json()["data"]["submitAnalysis"]["id"])
+                        await progress.watch(listener, [run], TIMEOUT_SECONDS)
                 await asyncio.wait_for(all_done.wait(), TIMEOUT_SECONDS)
                 return len(fens) / (time.perf_counter() - started)
         finally:
@@ -132,4 +159,18 @@ async def run(url: str, log_dir: Path, count: int, time_limit: float, engines: i
     bare_rate = await bare(fens, time_limit, engines, new_game=False)
     bare_new_game_rate = await bare(fens, time_limit, engines, new_game=True)
     service_rate = await service(url, log_dir, fens, time_limit, engines)
-    return Efficiency(count, time_limit, engines, service_rate, bare_rate, bare_new_game_rate)
+    await forget_cached(url)
+    watched_rate = await service(url, log_dir, fens, time_limit, engines, watched=True)
+    return Efficiency(
+        count, time_limit, engines, service_rate, bare_rate, bare_new_game_rate, watched_rate
+    )
+
+
+async def forget_cached(url: str) -> None:
+    """Empty the position cache, which would otherwise answer a second run of the same
+    positions without an engine."""
+    connection = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await connection.execute("TRUNCATE position_cache")
+    finally:
+        await connection.close()

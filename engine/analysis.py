@@ -7,28 +7,51 @@ newest, but a line's moves may stop after one or two (the engine had not yet gat
 more when it was stopped). Such a line takes the moves an earlier report gave the same
 first move when its own are only their beginning, or when it merely repeats that
 report's score (`Reports`). A search that reached its depth limit finished its last
-iteration: its lines are left as reported.
+iteration: its lines are left as reported. A nodes limit stops a search as the clock
+does, in the middle of an iteration.
+
+Every line carries the engine's win, draw and loss chances (`UCI_ShowWDL`, turned on by
+`engine.pool`) beside its score, and the search's depth, nodes and time go with the
+result (`Analysed`), for the position cache to compare searches by.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import chess
 import chess.engine
 
-from db.claims import ClaimedJob
+from db.claims import ClaimedJob, Searched
 from db.models import ResultLine
+
+if TYPE_CHECKING:
+    from engine.progress import Publisher
 
 CLOCK_STEP = 0.001
 """The engine reports the time it has searched in whole milliseconds."""
 
 
+WHITE_MATES = (1000, 0, 0)
+"""The win, draw and loss chances of a line on which White mates, from White's view."""
+BLACK_MATES = (0, 0, 1000)
+"""The same, on which Black mates."""
+
+
 def limit_for(job: ClaimedJob) -> chess.engine.Limit:
     """Stop at whichever of the job's limits comes first."""
-    return chess.engine.Limit(time=job.time_limit, depth=job.depth_limit)
+    return chess.engine.Limit(time=job.time_limit, depth=job.depth_limit, nodes=job.nodes_limit)
+
+
+class Analysed(NamedTuple):
+    """What a finished search gives: its lines and how far it went."""
+
+    lines: list[ResultLine]
+    """Best first."""
+    searched: Searched | None
+    """How far the search went; None when it gave no lines (nothing to cache)."""
 
 
 class Kept(NamedTuple):
@@ -129,18 +152,38 @@ def continues(line: Sequence[chess.Move], start: Sequence[chess.Move]) -> bool:
     return len(start) < len(line) and line[: len(start)] == start
 
 
-def stopped_by_clock(job: ClaimedJob, finals: Sequence[chess.engine.InfoDict]) -> bool:
-    """Whether the job's time limit, not its depth limit, ended the search.
+def stopped_early(job: ClaimedJob, finals: Sequence[chess.engine.InfoDict]) -> bool:
+    """Whether the job's time or nodes limit, not its depth limit, ended the search (in
+    the middle of an iteration).
 
-    Without a depth limit, or short of it, only the clock ends a search. At the depth
-    limit, the clock may still have stopped the last iteration: then the engine's final
-    report comes at or after the time limit.
+    Without a depth limit, or short of it, only the clock or the nodes limit ends a
+    search. At the depth limit, either may still have stopped the last iteration: then
+    the engine's final report comes at or after the time limit, or with at least the
+    nodes the job allows (the engine stops once it has searched them).
     """
     reached = max((info.get("depth", 0) for info in finals), default=0)
     if job.depth_limit is None or reached < job.depth_limit:
         return True
     searched = max((info.get("time", 0.0) for info in finals), default=0.0)
-    return searched + CLOCK_STEP > job.time_limit
+    nodes = max((info.get("nodes", 0) for info in finals), default=0)
+    return searched + CLOCK_STEP > job.time_limit or (
+        job.nodes_limit is not None and nodes >= job.nodes_limit
+    )
+
+
+def searched_by(
+    lines: Sequence[ResultLine], finals: Sequence[chess.engine.InfoDict]
+) -> Searched | None:
+    """How far a search went: the shallowest depth among its lines, and the nodes and
+    seconds of the engine's final report (the newest of `finals`: both only grow during
+    a search); None without lines."""
+    if not lines:
+        return None
+    return Searched(
+        depth=min(line.depth for line in lines),
+        nodes=max(int(info.get("nodes", 0)) for info in finals),
+        seconds=max(float(info.get("time", 0.0)) for info in finals),
+    )
 
 
 def lines_from_infos(
@@ -148,8 +191,9 @@ def lines_from_infos(
 ) -> list[ResultLine]:
     """Result lines, best first, from the engine's MultiPV answer for `board`.
 
-    Scores are turned to White's point of view; lines without a score or moves
-    (which an engine may send when stopped very early) are left out.
+    Scores and win, draw and loss chances are turned to White's point of view; lines
+    without a score or moves (which an engine may send when stopped very early) are
+    left out.
     """
     lines: list[ResultLine] = []
     for info in infos:
@@ -158,17 +202,35 @@ def lines_from_infos(
         if score is None or not moves:
             continue
         white = score.white()
+        mate = white.mate()
         lines.append(
             ResultLine(
                 rank=len(lines) + 1,
                 centipawn_score=white.score(),
-                mate_score=white.mate(),
+                mate_score=mate,
                 pv=tuple(move.uci() for move in moves),
                 pv_san=tuple(san_moves(board, moves)),
                 depth=int(info.get("depth", 0)),
+                wdl=chances(info, mate),
             )
         )
     return lines
+
+
+def chances(info: chess.engine.InfoDict, mate: int | None) -> tuple[int, int, int] | None:
+    """The report's win, draw and loss chances per mille, from White's point of view;
+    None when the engine gave none.
+
+    A line that mates (`mate`: moves to mate, positive when White mates) gives the side
+    that mates all of them, whatever the engine estimated: a mate is certain.
+    """
+    wdl = info.get("wdl")
+    if wdl is None:
+        return None
+    if mate is not None:
+        return WHITE_MATES if mate > 0 else BLACK_MATES
+    white = wdl.white()
+    return (int(white.wins), int(white.draws), int(white.losses))
 
 
 def san_moves(board: chess.Board, moves: Iterable[chess.Move]) -> list[str]:
@@ -182,27 +244,40 @@ def san_moves(board: chess.Board, moves: Iterable[chess.Move]) -> list[str]:
 
 
 async def analyse(
-    engine: chess.engine.UciProtocol, job: ClaimedJob, timeout: float
-) -> list[ResultLine]:
+    engine: chess.engine.UciProtocol,
+    job: ClaimedJob,
+    timeout: float,
+    progress: Publisher | None = None,
+) -> Analysed:
     """Analyse the job's position; raises `TimeoutError` when the engine overruns `timeout`.
 
     python-chess puts no deadline on an engine's answer (a depth-only search may run for
     ever), so the caller's bound is enforced here; a search cut off by it is told to stop
-    before the error is raised.
+    before the error is raised. `progress`, when given, follows the search while someone
+    watches it (`follow`).
     """
     board = chess.Board(job.fen)
     reports = Reports()
-    await asyncio.wait_for(follow(engine, board, job, reports), timeout)
-    return reports.lines(board, cut_short=stopped_by_clock(job, reports.final()))
+    await asyncio.wait_for(follow(engine, board, job, reports, progress), timeout)
+    finals = reports.final()
+    lines = reports.lines(board, cut_short=stopped_early(job, finals))
+    return Analysed(lines, searched_by(lines, finals))
 
 
 async def follow(
-    engine: chess.engine.UciProtocol, board: chess.Board, job: ClaimedJob, reports: Reports
+    engine: chess.engine.UciProtocol,
+    board: chess.Board,
+    job: ClaimedJob,
+    reports: Reports,
+    progress: Publisher | None = None,
 ) -> None:
-    """Run the job's search on `engine` to its end, letting `reports` see every report.
+    """Run the job's search on `engine` to its end, letting `reports` see every report,
+    and `progress` too while someone watches the search.
 
     Each job is a game of its own (`game=job.id`): the engine is told of a new game, so
-    an answer does not depend on what the engine analysed before.
+    an answer does not depend on what the engine analysed before. A report may come
+    every few microseconds: a search nobody watches pays one test per report for its
+    progress.
     """
     limit = limit_for(job)
     with await engine.analysis(
@@ -210,3 +285,5 @@ async def follow(
     ) as search:
         async for info in search:
             reports.see(info)
+            if progress is not None and progress.watching:
+                progress.see(info, reports)

@@ -51,7 +51,7 @@ class Stockfish:
         return None if transport is None else transport.get_pid()
 
     async def start(self) -> None:
-        """Start the process, single-threaded, with a bounded hash table.
+        """Start the process, configured as `configuration` says.
 
         The engine gets its own process group, so a Ctrl-C meant for the worker does not
         kill it mid-analysis; it still exits when the worker dies and its stdin closes.
@@ -60,7 +60,7 @@ class Stockfish:
             async with asyncio.timeout(self._start_timeout):
                 _transport, protocol = await chess.engine.popen_uci(str(self.path), setpgrp=True)
                 try:
-                    await protocol.configure({"Threads": 1, "Hash": self._hash_mb})
+                    await protocol.configure(configuration(protocol, self._hash_mb))
                 except BaseException:
                     await _quit(protocol, self._start_timeout)
                     raise
@@ -80,6 +80,15 @@ class Stockfish:
         protocol, self._protocol = self._protocol, None
         if protocol is not None:
             await _quit(protocol, self._start_timeout)
+
+
+def configuration(protocol: chess.engine.UciProtocol, hash_mb: int) -> dict[str, int | bool]:
+    """The options a slot's engine runs with: one thread, a bounded hash table, and win,
+    draw and loss chances beside each score (`UCI_ShowWDL`) when the engine offers them."""
+    options: dict[str, int | bool] = {"Threads": 1, "Hash": hash_mb}
+    if "UCI_ShowWDL" in protocol.options:
+        options["UCI_ShowWDL"] = True
+    return options
 
 
 async def _quit(protocol: chess.engine.UciProtocol, timeout: float) -> None:

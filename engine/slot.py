@@ -3,7 +3,9 @@
 A slot claims rows until the queue has none due, then waits for a wake-up (an
 `analysis_queued` notification), the time the next retry falls due, the poll interval,
 or the stop signal. While it analyses, the worker may interrupt it: the client canceled
-the row, the row was taken back from this worker, or the worker is shutting down.
+the row, the row was taken back from this worker, or the worker is shutting down; or
+tell it that someone watches the run, whose progress the slot then publishes
+(`engine.progress`).
 
 Every job the slot takes ends with a typed outcome (`db.claims.Ending`): done, retry,
 failed, canceled or released; a row taken back from it ends with none. The exchange
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 import uuid
 from dataclasses import dataclass
@@ -23,7 +26,7 @@ from typing import Any
 import asyncpg
 import chess.engine
 
-from db import claims
+from db import claims, progress
 from db.claims import Ending
 from db.errors import TransientDatabaseError
 from db.models import AnalysisStatus, ResultLine
@@ -31,6 +34,7 @@ from engine import analysis
 from engine.batching import Exchange
 from engine.metrics import WorkerMetrics
 from engine.pool import EngineStartError, Stockfish
+from engine.progress import Publisher
 from engine.settings import EngineSettings
 from runtime import logs
 
@@ -76,6 +80,10 @@ class Slot:
         self._waker = asyncio.Event()
         self._interrupted = asyncio.Event()
         self._interrupt: Interrupt | None = None
+        self._progress: Publisher | None = None
+        """The running analysis's progress, until its search ends."""
+        self._publication: asyncio.Future[Any] | None = None
+        """The last job's publication of its progress, while it may be on its way."""
 
     def wake(self) -> None:
         """Make a waiting slot look at the queue now."""
@@ -88,6 +96,11 @@ class Slot:
         if self._interrupt is None:
             self._interrupt = reason
         self._interrupted.set()
+
+    def watch(self, run_id: uuid.UUID) -> None:
+        """Someone watches run `run_id`: publish its progress, if this slot searches it."""
+        if self.job is not None and self.job.id == run_id and self._progress is not None:
+            self._progress.watch()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and analyse until `stop` is set; the job in hand is seen through."""
@@ -159,7 +172,9 @@ class Slot:
         metrics = self.context.metrics
         started = asyncio.get_running_loop().time()
         protocol = self.engine.protocol
-        search = asyncio.create_task(analysis.analyse(protocol, job, timeout))
+        publish = functools.partial(progress.publish, self.context.pool)
+        publisher = self._progress = Publisher(job, publish, after=self._publication)
+        search = asyncio.create_task(analysis.analyse(protocol, job, timeout, publisher))
         interrupted = asyncio.create_task(self._interrupted.wait())
         # The process's exit is watched too: an engine killed between two of python-chess's
         # commands may leave the search waiting for an answer that never comes.
@@ -169,6 +184,9 @@ class Slot:
             await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         finally:
             interrupted.cancel()
+            # However the search ends, its progress is no longer news.
+            self._publication = publisher.close()
+            self._progress = None
         if not search.done() and not exited.done():
             await self._stop_search(search)
             await self._interrupted_outcome(job)
@@ -179,7 +197,7 @@ class Slot:
         try:
             if search.cancelled():
                 raise chess.engine.EngineTerminatedError("engine process exited")
-            lines = search.result()
+            analysed = search.result()
         except (chess.engine.EngineTerminatedError, TimeoutError) as exc:
             reason = "engine timed out" if isinstance(exc, TimeoutError) else "engine died"
             log.warning("%s; replacing the engine", reason)
@@ -194,7 +212,7 @@ class Slot:
             return
         # Written behind the slot's back: its engine goes on with the next analysis.
         duration = asyncio.get_running_loop().time() - started
-        outcome = self._outcome(job, Ending.DONE, result=lines)
+        outcome = self._outcome(job, Ending.DONE, result=analysed.lines, searched=analysed.searched)
         self.context.exchange.end_behind(outcome, lambda status: self._done(status, duration))
 
     def _done(self, status: AnalysisStatus | None, duration: float) -> None:
@@ -212,6 +230,7 @@ class Slot:
         *,
         result: list[ResultLine] | None = None,
         error: str | None = None,
+        searched: claims.Searched | None = None,
     ) -> claims.Outcome:
         return claims.Outcome.of(
             job,
@@ -220,6 +239,7 @@ class Slot:
             result=result,
             engine_name=self.engine.name,
             error=error,
+            searched=searched,
         )
 
     async def _end(

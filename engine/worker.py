@@ -2,7 +2,9 @@
 
 - **Heartbeat**: every quarter lease, renew the leases of the rows the slots run, whose
   results wait to be written, or that were claimed ahead; a row no longer held (taken
-  back) or asked to be canceled interrupts its slot (or leaves the hand).
+  back) or asked to be canceled interrupts its slot (or leaves the hand); a run someone
+  watches has its slot publish its progress (a watch whose notification was missed, or
+  that came while the row waited in the hand, starts here).
 - **Sweep**: every `sweep_interval` (with jitter), take back rows whose lease expired,
   whoever held them: re-queued with backoff, or failed once their attempts are used up;
   then delete what retention says is old. After an outage it waits a lease before
@@ -12,7 +14,8 @@
   error they meet (`runtime.supervision`); one that keeps failing with bugs stops the
   worker with an error, for its own supervisor to start a fresh one.
 - **Notifications**: `analysis_queued` wakes idle slots; `analysis_cancel` interrupts
-  the slot running that row.
+  the slot running that row; `analysis_watch` has the slot running that run publish
+  its progress (`engine.progress`).
 - **Shutdown**: on stop, no more claims; running analyses get `grace_seconds` to finish,
   then are interrupted and their rows put straight back in the queue.
 """
@@ -102,7 +105,11 @@ class Worker:
         self.slots = [Slot(context, engine, number) for number, engine in enumerate(engines)]
         listener = notifications.Listener(
             self.dsn,
-            [notifications.ANALYSIS_QUEUED, notifications.ANALYSIS_CANCEL],
+            [
+                notifications.ANALYSIS_QUEUED,
+                notifications.ANALYSIS_CANCEL,
+                notifications.ANALYSIS_WATCH,
+            ],
             self._on_notification,
             on_reconnect=self._after_reconnect,
             application_name="chess-analysis-worker",
@@ -192,6 +199,10 @@ class Worker:
         if analysis_id is None:
             log.warning("dropping malformed %s payload %r", channel, payload)
             return
+        if channel == notifications.ANALYSIS_WATCH:
+            for slot in self.slots:
+                slot.watch(analysis_id)
+            return
         for slot in self.slots:
             slot.interrupt(Interrupt.CANCELED, analysis_id)
         self._cancel_ahead(analysis_id)
@@ -235,7 +246,8 @@ class Worker:
 
     async def _beat(self) -> None:
         """Renew the leases of every row this worker holds; stop the slots of rows taken
-        back or asked to be canceled. Then say the worker is alive."""
+        back or asked to be canceled, and have those of runs someone watches publish
+        their progress. Then say the worker is alive."""
         running = {slot.job.id: slot for slot in self.slots if slot.job is not None}
         unwritten = self.exchange.unwritten - running.keys()
         ahead = self.exchange.claimed_ahead
@@ -249,6 +261,8 @@ class Worker:
                 slot.interrupt(Interrupt.LOST, job_id)
             elif lease.cancel_requested:
                 slot.interrupt(Interrupt.CANCELED, job_id)
+            elif lease.watched:
+                slot.watch(job_id)
         for job_id in ahead:
             lease = held.get(job_id)
             if lease is None:

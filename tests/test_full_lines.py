@@ -105,7 +105,7 @@ async def test_a_line_stopped_by_the_clock_is_not_shorter_than_its_earlier_line(
         recording = Recording()
         await asyncio.wait_for(analysis.follow(engine.protocol, board, job, recording), 10)
         finals = recording.final()
-        assert analysis.stopped_by_clock(job, finals), name
+        assert analysis.stopped_early(job, finals), name
         lines = recording.lines(board, cut_short=True)
         assert [line.rank for line in lines] == list(range(1, multipv + 1)), name
         for line, final in zip(lines, finals, strict=True):
@@ -130,10 +130,11 @@ async def test_a_line_stopped_by_the_clock_is_not_shorter_than_its_earlier_line(
 
 
 async def bare_lines(path: Path, fen: str, multipv: int, depth: int) -> list[ResultLine]:
-    """What a bare python-chess loop gets: one thread, the same hash, a new game."""
+    """What a bare python-chess loop gets: one thread, the same hash, win, draw and loss
+    chances shown, a new game."""
     transport, protocol = await chess.engine.popen_uci(str(path))
     try:
-        await protocol.configure({"Threads": 1, "Hash": HASH_MB})
+        await protocol.configure({"Threads": 1, "Hash": HASH_MB, "UCI_ShowWDL": True})
         board = chess.Board(fen)
         infos = await protocol.analyse(
             board, chess.engine.Limit(depth=depth), multipv=multipv, game=object()
@@ -208,5 +209,5 @@ async def test_a_search_cut_off_by_the_callers_bound_is_stopped(engine: Stockfis
     # The engine was told to stop: it answers at once and analyses the next job.
     await asyncio.wait_for(engine.protocol.ping(), 2)
     next_job = ClaimedJob(**{**job.__dict__, "id": uuid.uuid4(), "depth_limit": 8})
-    lines = await analysis.analyse(engine.protocol, next_job, timeout=10)
+    lines, _ = await analysis.analyse(engine.protocol, next_job, timeout=10)
     assert [line.depth for line in lines] == [8, 8, 8]

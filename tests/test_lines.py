@@ -272,16 +272,16 @@ def job(depth_limit: int | None, time_limit: float = 1.0) -> ClaimedJob:
 
 def test_only_the_clock_stops_a_search_without_a_depth_limit_or_short_of_it() -> None:
     finals = seen(chess.Board(CARO_KANN), CARO_KANN_ONE_LINE).final()
-    assert analysis.stopped_by_clock(job(None), finals)
-    assert analysis.stopped_by_clock(job(20), finals)
+    assert analysis.stopped_early(job(None), finals)
+    assert analysis.stopped_early(job(20), finals)
 
 
 def test_a_search_at_its_depth_limit_was_stopped_by_the_clock_only_when_time_ran_out() -> None:
     board = chess.Board(CARO_KANN)
     # Iteration 18 ended at 0.865 s.
     finals = seen(board, CARO_KANN_ONE_LINE[:-1]).final()
-    assert not analysis.stopped_by_clock(job(18, time_limit=5.0), finals)
-    assert not analysis.stopped_by_clock(job(18, time_limit=0.867), finals)
+    assert not analysis.stopped_early(job(18, time_limit=5.0), finals)
+    assert not analysis.stopped_early(job(18, time_limit=0.867), finals)
     # Iteration 19 was stopped at 1.001 s by a 1 s limit.
     finals = seen(board, CARO_KANN_ONE_LINE).final()
-    assert analysis.stopped_by_clock(job(19, time_limit=1.0), finals)
+    assert analysis.stopped_early(job(19, time_limit=1.0), finals)

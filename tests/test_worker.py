@@ -64,14 +64,14 @@ async def test_analysis_scores_are_from_whites_point_of_view(stockfish: Path) ->
             attempts=1,
             max_attempts=3,
         )
-        [line] = await analysis.analyse(engine.protocol, black_mates, timeout=15)
+        [line] = (await analysis.analyse(engine.protocol, black_mates, timeout=15)).lines
         assert (line.mate_score, line.centipawn_score) == (-2, None)
         assert line.pv[:3] == ("c2c1", "e5e1", "c1e1")
         assert line.pv_san[:3] == ("Rc1+", "Re1", "Rxe1#")
         # The mirrored position: now White mates in two, so the score turns positive.
         mirrored = chess.Board(REFERENCE_FEN).mirror().fen()
         white_mates = claims.ClaimedJob(**{**black_mates.__dict__, "fen": mirrored})
-        [line] = await analysis.analyse(engine.protocol, white_mates, timeout=15)
+        [line] = (await analysis.analyse(engine.protocol, white_mates, timeout=15)).lines
         assert line.mate_score == 2
         assert engine.name.startswith("Stockfish")
     finally:
