@@ -80,8 +80,8 @@ async def test_a_full_queue_refuses_submissions_and_stores_nothing(
 ) -> None:
     server = await start_api(max_queued=2, queue_full_retry_after=7)
     for _ in range(2):
-        await submit(server.http_url, fen=REFERENCE_FEN)
-    body = await post(server.http_url, SUBMIT, {"input": {"fen": REFERENCE_FEN}})
+        await submit(server.http_url, fen=REFERENCE_FEN, fresh=True)
+    body = await post(server.http_url, SUBMIT, {"input": {"fen": REFERENCE_FEN, "fresh": True}})
     [error] = body["errors"]
     assert error["extensions"] == {"code": "QUEUE_FULL", "retryAfter": 7.0}
     assert "queue is full" in error["message"]

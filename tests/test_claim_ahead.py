@@ -13,7 +13,7 @@ import asyncpg
 import chess
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import claims, submissions
+from db import cancellation, claims, submissions
 from db.claims import Ending
 from db.models import Analysis, AnalysisStatus, ResultLine
 from engine.batching import Exchange
@@ -175,7 +175,7 @@ async def test_a_worker_cancels_a_row_it_claimed_ahead(
     database: AsyncEngine, pool: asyncpg.Pool, database_url: str, stockfish: Path
 ) -> None:
     async with holding_a_row_ahead(database, pool, database_url, stockfish) as held:
-        await submissions.request_cancel(database, held.ahead.id)  # NOTIFY reaches the worker
+        await cancellation.request_cancel(database, held.ahead.id)  # NOTIFY reaches the worker
         canceled = await wait_terminal(database, held.ahead, timeout=5)
         assert canceled.status is AnalysisStatus.CANCELED
         assert held.worker.exchange.claimed_ahead == set()

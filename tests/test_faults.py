@@ -125,7 +125,9 @@ async def watched_analysis(
     """An API and a worker; one analysis running on it, with a subscriber waiting."""
     _, port = await processes.api()
     worker = await processes.worker(**FAST_RECOVERY)
-    submitted = await submit(http_url(port), fen=chess.STARTING_FEN, timeLimit=time_limit)
+    submitted = await submit(
+        http_url(port), fen=chess.STARTING_FEN, fresh=True, timeLimit=time_limit
+    )
     subscriber = asyncio.create_task(
         subscribe_transport_ws(ws_url(port), COMPLETED, {"id": submitted["id"]}, timeout=60)
     )
@@ -163,6 +165,38 @@ async def test_kill_9_a_worker_mid_analysis(
     await count_at_end(database, completions, accepted=1, report="kill -9 worker")
 
 
+async def test_kill_9_a_worker_running_a_shared_search(
+    processes: Processes, database: AsyncEngine, completions: Completions
+) -> None:
+    """Five requests share one run; its worker dies: the run is taken over, runs once
+    more, and each of the five is told once, DONE."""
+    _, port = await processes.api()
+    doomed = await processes.worker(**FAST_RECOVERY)
+    request = {"fen": chess.STARTING_FEN, "timeLimit": 3.0}
+    submitted = [await submit(http_url(port), **request) for _ in range(5)]
+    subscribers = [
+        asyncio.create_task(
+            subscribe_transport_ws(ws_url(port), COMPLETED, {"id": s["id"]}, timeout=60)
+        )
+        for s in submitted
+    ]
+    for analysis in submitted:
+        await wait_for_row(database, analysis["id"], AnalysisStatus.RUNNING)
+    survivor = await processes.worker(**FAST_RECOVERY)
+    doomed.signal(signal.SIGKILL)
+    await doomed.wait(10)
+    for subscriber in subscribers:
+        messages = await asyncio.wait_for(subscriber, 60)
+        assert [message["type"] for message in messages] == ["next", "complete"]
+        assert messages[0]["payload"]["data"]["analysisCompleted"]["status"] == "DONE"
+    rows = [await submissions.get(database, analysis_id) for analysis_id in ids(submitted)]
+    carriers = [row for row in rows if row is not None and not row.follows]
+    assert len(carriers) == 1 and carriers[0].attempts == 2, "one run, taken over once"
+    assert len({str(row.result) for row in rows if row is not None}) == 1
+    assert survivor.process.returncode is None
+    await count_at_end(database, completions, accepted=5, report="kill -9 shared run")
+
+
 async def test_kill_the_engine_mid_analysis(
     processes: Processes, database: AsyncEngine, completions: Completions
 ) -> None:
@@ -191,7 +225,8 @@ async def test_an_outage_longer_than_a_lease_costs_no_attempt(
     api, port = await processes.api(API_LISTEN_PING_INTERVAL="0.5")
     workers = [await processes.worker(slots=2, **FAST_RECOVERY) for _ in range(2)]
     submitted = [
-        await submit(http_url(port), fen=chess.STARTING_FEN, timeLimit=1.5) for _ in range(10)
+        await submit(http_url(port), fen=chess.STARTING_FEN, fresh=True, timeLimit=1.5)
+        for _ in range(10)
     ]
     subscribers = [
         asyncio.create_task(
@@ -238,7 +273,9 @@ async def test_an_outage_longer_than_a_lease_costs_no_attempt(
     attempts = {row.attempts for row in await submissions.get_many(database, ids(submitted))}
     assert attempts == {1}, "no attempt spent on an analysis whose worker stayed alive"
     # The API still serves, and the workers still work.
-    submitted.append(await submit(http_url(port), fen=chess.STARTING_FEN, timeLimit=0.1))
+    submitted.append(
+        await submit(http_url(port), fen=chess.STARTING_FEN, fresh=True, timeLimit=0.1)
+    )
     await asyncio.wait_for(
         asyncio.gather(*(wait_for_row(database, s["id"], AnalysisStatus.DONE) for s in submitted)),
         60,
@@ -267,7 +304,7 @@ async def test_a_heartbeat_that_keeps_failing_stops_the_worker_with_status_1(
             await connection.execute(text(statement))
     _, port = await processes.api()
     worker = await processes.worker(**FAST_RECOVERY, ENGINE_GRACE_SECONDS="30")
-    submitted = await submit(http_url(port), fen=chess.STARTING_FEN, timeLimit=30.0)
+    submitted = await submit(http_url(port), fen=chess.STARTING_FEN, fresh=True, timeLimit=30.0)
     await wait_for_row(database, submitted["id"], AnalysisStatus.RUNNING)
     assert await worker.wait(30) == 1
     assert "heartbeat failed with an unexpected error (5 of 5 in a row)" in worker.output
@@ -289,8 +326,8 @@ async def test_sigterm_a_worker_with_analyses_running(
 ) -> None:
     _, port = await processes.api()
     worker = await processes.worker(slots=2, ENGINE_GRACE_SECONDS="4")
-    short = await submit(http_url(port), fen=chess.STARTING_FEN, timeLimit=1.5)
-    long = await submit(http_url(port), fen=chess.STARTING_FEN, timeLimit=30.0)
+    short = await submit(http_url(port), fen=chess.STARTING_FEN, fresh=True, timeLimit=1.5)
+    long = await submit(http_url(port), fen=chess.STARTING_FEN, fresh=True, timeLimit=30.0)
     for analysis in (short, long):
         await wait_for_row(database, analysis["id"], AnalysisStatus.RUNNING)
     asked = time.monotonic()
@@ -319,7 +356,7 @@ async def test_sigterm_the_api_closes_websockets_properly(
     processes: Processes,
 ) -> None:
     api, port = await processes.api()
-    submitted = await submit(http_url(port), fen=chess.STARTING_FEN)
+    submitted = await submit(http_url(port), fen=chess.STARTING_FEN, fresh=True)
     async with connect(ws_url(port), subprotocols=["graphql-transport-ws"]) as socket:  # type: ignore[list-item]
         init = {"type": "connection_init", "payload": authorization(processes.key)}
         await socket.send(json.dumps(init))

@@ -10,7 +10,7 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import claims, notifications, submissions, sweep
+from db import cancellation, claims, notifications, submissions, sweep
 from db.claims import Ending
 from db.models import Analysis, AnalysisStatus, ResultLine
 from db.settings import asyncpg_dsn
@@ -181,14 +181,14 @@ async def test_cancel_queued_running_and_finished(
         job = await claim(pool, "a")
         assert job.id == running_row.id
 
-        canceled = await submissions.request_cancel(database, queued_row.id)
+        canceled = await cancellation.request_cancel(database, queued_row.id)
         assert canceled is not None and canceled.status is AnalysisStatus.CANCELED
         assert await asyncio.wait_for(received.get(), 5) == (
             notifications.ANALYSIS_DONE,
             str(queued_row.id),
         )
 
-        asked = await submissions.request_cancel(database, running_row.id)
+        asked = await cancellation.request_cancel(database, running_row.id)
         assert asked is not None and asked.status is AnalysisStatus.RUNNING
         assert asked.cancel_requested_at is not None
         assert await asyncio.wait_for(received.get(), 5) == (
@@ -203,9 +203,9 @@ async def test_cancel_queued_running_and_finished(
             str(running_row.id),
         )
 
-        unchanged = await submissions.request_cancel(database, running_row.id)
+        unchanged = await cancellation.request_cancel(database, running_row.id)
         assert unchanged is not None and unchanged.status is AnalysisStatus.CANCELED
-        assert await submissions.request_cancel(database, uuid.uuid4()) is None
+        assert await cancellation.request_cancel(database, uuid.uuid4()) is None
         await listener.execute("SELECT 1")
         assert received.empty(), "cancelling a finished row notifies nobody"
     finally:
@@ -217,7 +217,7 @@ async def test_a_lost_worker_with_a_cancel_request_ends_canceled(
 ) -> None:
     row = await store(database)
     await claim(pool, "a")
-    await submissions.request_cancel(database, row.id)
+    await cancellation.request_cancel(database, row.id)
     await expire_leases(database)
     assert await sweep.requeue_expired(pool, NO_BACKOFF) == {row.id: AnalysisStatus.CANCELED}
 

@@ -126,7 +126,7 @@ async def test_concurrent_claimers_take_each_row_exactly_once(
 async def test_claim_uses_the_partial_index(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute("SET LOCAL enable_seqscan = off")
-        no_outcomes: list[list[object]] = [[] for _ in range(7)]
+        no_outcomes: list[list[object]] = [[] for _ in range(10)]
         rows = await connection.fetch(
             "EXPLAIN " + claims.EXCHANGE, "w", 1.0, 8, 0.0, 0.0, *no_outcomes
         )

@@ -79,7 +79,7 @@ class Stream:
         async with httpx.AsyncClient(timeout=10, headers=headers) as client:
             number = 0
             while not self.stop.is_set():
-                fields = {"fen": chess.STARTING_FEN, **limits[number % 2]}
+                fields = {"fen": chess.STARTING_FEN, "fresh": True, **limits[number % 2]}
                 number += 1
                 response = await client.post(
                     http_url(self.port), json={"query": SUBMIT, "variables": {"input": fields}}
@@ -160,7 +160,7 @@ async def test_read_only_database_during_claims_and_finishes(
     # long enough to be running when the switch comes and to finish while it lasts.
     await until(lambda: len(stream.accepted) >= 15, timeout=30)
     await asyncio.wait_for(_at_least_done(database, 5), 30)
-    long = await submit(http_url(port), fen=chess.STARTING_FEN, timeLimit=1.5)
+    long = await submit(http_url(port), fen=chess.STARTING_FEN, fresh=True, timeLimit=1.5)
     stream.add(long["id"], subscribe=True)
     await wait_for_row(database, long["id"], AnalysisStatus.RUNNING, timeout=10)
 
@@ -188,7 +188,9 @@ async def test_read_only_database_during_claims_and_finishes(
 
     assert await set_read_only(server_url, database_url, read_only=False) > 0
     restored_at = time.monotonic()
-    stream.add((await submit(http_url(port), fen=chess.STARTING_FEN, depthLimit=8))["id"])
+    stream.add(
+        (await submit(http_url(port), fen=chess.STARTING_FEN, fresh=True, depthLimit=8))["id"]
+    )
     await until(lambda: len(stream.accepted) >= accepted_before + 15, timeout=30)
     stream.stop.set()
     await asyncio.wait_for(producing, 15)
@@ -250,7 +252,7 @@ async def test_writes_back_just_before_a_sweep_cost_no_attempt(
     _, port = await processes.api()
     workers = [await processes.worker(slots=2, **recovery) for _ in range(2)]
     ids = [
-        (await submit(http_url(port), fen=chess.STARTING_FEN, timeLimit=1.0))["id"]
+        (await submit(http_url(port), fen=chess.STARTING_FEN, fresh=True, timeLimit=1.0))["id"]
         for _ in range(4)
     ]
     for analysis_id in ids:

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import claims, insight, submissions, tenants
+from db import cancellation, claims, insight, submissions, tenants
 from db.models import Analysis, AnalysisKind, AnalysisStatus
 from db.submissions import Refusal
 from db.tenants import Quotas, Tenant
@@ -199,11 +199,11 @@ async def test_canceling_a_queued_row_refunds_all_it_was_charged(
     row = await enqueue(pool, request(time_limit=30), tenant=a)
     assert isinstance(row, Analysis)
     assert await budget(pool, a) == pytest.approx(70)
-    canceled = await submissions.request_cancel(database, row.id, viewer=a)
+    canceled = await cancellation.request_cancel(database, row.id, viewer=a)
     assert canceled is not None and canceled.status is AnalysisStatus.CANCELED
     assert await budget(pool, a) == pytest.approx(100)
     # asking again changes nothing
-    await submissions.request_cancel(database, row.id, viewer=a)
+    await cancellation.request_cancel(database, row.id, viewer=a)
     assert await budget(pool, a) == pytest.approx(100)
 
 
@@ -223,7 +223,7 @@ async def test_the_anonymous_tenant_follows_the_quotas_it_is_given(
         )
         == 50
     )
-    await submissions.request_cancel(database, row.id)
+    await cancellation.request_cancel(database, row.id)
     assert await budget(pool, anonymous) == pytest.approx(50)
 
 
@@ -322,14 +322,14 @@ async def test_a_tenant_cannot_cancel_another_tenants_row(
 ) -> None:
     a, b = await tenant(pool, "a"), await tenant(pool, "b")
     row = await store(database, tenant=a)
-    assert await submissions.request_cancel(database, row.id, viewer=b) is None
+    assert await cancellation.request_cancel(database, row.id, viewer=b) is None
     unchanged = await submissions.get(database, row.id)
     assert unchanged is not None and unchanged.status is AnalysisStatus.QUEUED
     anonymous = await store(database)
-    canceled = await submissions.request_cancel(database, anonymous.id, viewer=b)
+    canceled = await cancellation.request_cancel(database, anonymous.id, viewer=b)
     assert canceled is not None and canceled.status is AnalysisStatus.CANCELED
     admin, _ = await tenants.create(pool, "admin", admin=True)
-    canceled = await submissions.request_cancel(database, row.id, viewer=admin)
+    canceled = await cancellation.request_cancel(database, row.id, viewer=admin)
     assert canceled is not None and canceled.status is AnalysisStatus.CANCELED
 
 
@@ -372,7 +372,13 @@ async def test_a_tenants_listing_is_served_by_its_index(
 async def test_the_quota_count_uses_the_tenants_index(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute("SET LOCAL enable_seqscan = off")
-        arguments = ("fen", 1, 1.0, None, 3, 100, uuid.uuid4(), 5, 36.0, 1.0, 0, 1.0, None)
+        arguments = (
+            *("fen", 1, 1.0, None, 3, 100, uuid.uuid4(), 5, 36.0, 1.0, 0, 1.0, None),
+            *(None, "key", "key|1|1.0|None|None", 0.01),
+        )
         rows = await connection.fetch("EXPLAIN " + submissions.ENQUEUE, *arguments)
     plan = "\n".join(row[0] for row in rows)
     assert "ix_analyses_tenant_queued" in plan, plan
+    # the cache and the run to join are found by their indexes too
+    assert "position_cache_pkey" in plan, plan
+    assert "ix_analyses_active_run" in plan, plan

@@ -160,7 +160,7 @@ async def test_another_tenants_analysis_reads_as_an_unknown_id(
     two: Tenants, database: AsyncEngine, transport: str
 ) -> None:
     server = two.server
-    mine = await submit(server.http_url, fen=REFERENCE_FEN, key=two.alice)
+    mine = await submit(server.http_url, fen=REFERENCE_FEN, fresh=True, key=two.alice)
     anonymous = str((await store(database)).id)
 
     async def read(key: str, analysis_id: str) -> dict[str, Any]:
@@ -191,7 +191,7 @@ async def test_a_submission_belongs_to_who_sent_it(two: Tenants, transport: str)
 @pytest.mark.parametrize("transport", MUTATIONS)
 async def test_another_tenants_analysis_cannot_be_canceled(two: Tenants, transport: str) -> None:
     server = two.server
-    mine = await submit(server.http_url, fen=REFERENCE_FEN, key=two.alice)
+    mine = await submit(server.http_url, fen=REFERENCE_FEN, fresh=True, key=two.alice)
 
     async def cancel(key: str, analysis_id: str) -> dict[str, Any]:
         return await execute(server, transport, key, CANCEL, {"id": analysis_id})
@@ -203,7 +203,7 @@ async def test_another_tenants_analysis_cannot_be_canceled(two: Tenants, transpo
     assert read["data"]["analysis"]["status"] == "QUEUED", "left as it was"
     # Its owner may cancel it, and so may an admin anyone's.
     assert (await cancel(two.alice, mine["id"]))["data"]["cancelAnalysis"]["status"] == "CANCELED"
-    bobs = await submit(server.http_url, fen=REFERENCE_FEN, key=two.bob)
+    bobs = await submit(server.http_url, fen=REFERENCE_FEN, fresh=True, key=two.bob)
     assert (await cancel(two.admin, bobs["id"]))["data"]["cancelAnalysis"]["status"] == "CANCELED"
 
 
@@ -215,7 +215,7 @@ async def test_another_tenants_analysis_cannot_be_awaited(
     # Finished ones: an owner's subscription would answer at once, so a refusal that
     # waited could not pass for an answer.
     mine = await submit(server.http_url, fen=MATED, key=two.alice)
-    queued = await submit(server.http_url, fen=REFERENCE_FEN, key=two.alice)
+    queued = await submit(server.http_url, fen=REFERENCE_FEN, fresh=True, key=two.alice)
 
     async def await_completion(key: str, analysis_id: str) -> dict[str, Any]:
         return await execute(server, transport, key, COMPLETED, {"id": analysis_id})
@@ -256,7 +256,8 @@ async def test_each_tenant_lists_its_own_analyses_and_an_admin_all(
 ) -> None:
     server = two.server
     alices = {
-        (await submit(server.http_url, fen=REFERENCE_FEN, key=two.alice))["id"] for _ in range(3)
+        (await submit(server.http_url, fen=REFERENCE_FEN, fresh=True, key=two.alice))["id"]
+        for _ in range(3)
     }
     bobs = {(await submit(server.http_url, fen=MATED, key=two.bob))["id"] for _ in range(2)}
     anonymous = {str((await store(database)).id)}
@@ -283,9 +284,9 @@ async def test_queue_stats_count_ones_own_work_and_show_workers_to_admins(
 ) -> None:
     server = two.server
     for _ in range(2):
-        await submit(server.http_url, fen=REFERENCE_FEN, key=two.alice)
+        await submit(server.http_url, fen=REFERENCE_FEN, fresh=True, key=two.alice)
     await submit(server.http_url, fen=MATED, key=two.alice)
-    await submit(server.http_url, fen=REFERENCE_FEN, key=two.bob)
+    await submit(server.http_url, fen=REFERENCE_FEN, fresh=True, key=two.bob)
     await store(database)
     me = workers.WorkerInfo(id="worker-a", host="h1", pid=42, slots=2, engine="Stockfish 15.1")
     await workers.register(database, me, listening=True, ttl=30)
@@ -342,7 +343,8 @@ async def test_the_viewer_says_who_asks(
 
 async def refusal(server: Server, key: str | None, **fields: Any) -> dict[str, Any]:
     """The one error a refused submission answers."""
-    body = await post(server.http_url, SUBMIT, {"input": {"fen": REFERENCE_FEN, **fields}}, key=key)
+    request = {"fen": REFERENCE_FEN, "fresh": True, **fields}  # a run of its own each
+    body = await post(server.http_url, SUBMIT, {"input": request}, key=key)
     assert body["data"] is None, body
     [error] = body["errors"]
     assert error["path"] == ["submitAnalysis"]
@@ -361,17 +363,21 @@ async def test_queued_work_past_the_quota_is_quota_exceeded(
     server = two.server
     _, carol = await tenants.create(pool, "carol", quotas=tenants.Quotas(max_queued=2))
     for _ in range(2):
-        await submit(server.http_url, fen=REFERENCE_FEN, timeLimit=3.0, key=carol)
+        await submit(server.http_url, fen=REFERENCE_FEN, fresh=True, timeLimit=3.0, key=carol)
     error = await refusal(server, carol)
     assert error["extensions"]["code"] == "QUOTA_EXCEEDED"
     assert error["extensions"]["retryAfter"] >= 1
     assert await rows_of(database) == 2, "nothing stored"
     # Another tenant is not held back by carol's quota.
-    assert (await submit(server.http_url, fen=REFERENCE_FEN, key=two.bob))["status"] == "QUEUED"
+    assert (await submit(server.http_url, fen=REFERENCE_FEN, fresh=True, key=two.bob))[
+        "status"
+    ] == "QUEUED"
     # Once one of carol's leaves the queue, she may submit again.
     first = (await post(server.http_url, LIST, {}, key=carol))["data"]["analyses"]["edges"][0]
     await post(server.http_url, CANCEL, {"id": first["node"]["id"]}, key=carol)
-    assert (await submit(server.http_url, fen=REFERENCE_FEN, key=carol))["status"] == "QUEUED"
+    assert (await submit(server.http_url, fen=REFERENCE_FEN, fresh=True, key=carol))[
+        "status"
+    ] == "QUEUED"
 
 
 async def test_engine_seconds_past_the_quota_are_rate_limited(
@@ -380,13 +386,13 @@ async def test_engine_seconds_past_the_quota_are_rate_limited(
     server = two.server
     quotas = tenants.Quotas(engine_seconds_per_hour=3.0)
     _, carol = await tenants.create(pool, "carol", quotas=quotas)
-    await submit(server.http_url, fen=REFERENCE_FEN, timeLimit=2.0, key=carol)
+    await submit(server.http_url, fen=REFERENCE_FEN, fresh=True, timeLimit=2.0, key=carol)
     error = await refusal(server, carol, timeLimit=2.0)
     assert error["extensions"]["code"] == "RATE_LIMITED"
     # One more engine second is refilled in 1 / (3 / 3600) = 1,200 s.
     assert 1_100 < error["extensions"]["retryAfter"] <= 1_201
     # Within what is left, a smaller request is taken.
-    assert await submit(server.http_url, fen=REFERENCE_FEN, timeLimit=0.5, key=carol)
+    assert await submit(server.http_url, fen=REFERENCE_FEN, fresh=True, timeLimit=0.5, key=carol)
 
 
 async def test_a_position_without_legal_moves_counts_as_a_request(
@@ -396,7 +402,7 @@ async def test_a_position_without_legal_moves_counts_as_a_request(
     _, carol = await tenants.create(
         pool, "carol", quotas=tenants.Quotas(engine_seconds_per_hour=1.0)
     )
-    await submit(server.http_url, fen=REFERENCE_FEN, timeLimit=1.0, key=carol)
+    await submit(server.http_url, fen=REFERENCE_FEN, fresh=True, timeLimit=1.0, key=carol)
     error = await refusal(server, carol, fen=MATED)
     assert error["extensions"]["code"] == "RATE_LIMITED"
     assert error["extensions"]["retryAfter"] > 0
@@ -406,7 +412,7 @@ async def test_anonymous_use_has_its_own_quotas(start_api: ApiFactory) -> None:
     server = await start_api(
         anonymous=True, anonymous_max_queued=1, anonymous_engine_seconds_per_hour=1
     )
-    await submit(server.http_url, fen=REFERENCE_FEN, timeLimit=0.995, key=None)
+    await submit(server.http_url, fen=REFERENCE_FEN, fresh=True, timeLimit=0.995, key=None)
     # 0.005 engine seconds left: a finished position's 0.01 is refilled in about 18 s.
     rate = await refusal(server, None, fen=MATED)
     assert rate["extensions"]["code"] == "RATE_LIMITED"

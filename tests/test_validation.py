@@ -96,6 +96,23 @@ def test_one_bad_field_is_a_single_error() -> None:
     assert not isinstance(caught.value, BadUserInputGroupError)
 
 
+@pytest.mark.parametrize("nodes", [0, -5, 1_000_000_001])
+def test_refuses_a_node_limit_out_of_bounds(nodes: int) -> None:
+    with pytest.raises(BadUserInputError) as raised:
+        validate_submission(REFERENCE_FEN, 1, 1.0, None, LIMITS, nodes_limit=nodes)
+    assert raised.value.extensions["field"] == "nodesLimit"
+    assert "between 1 and 1,000,000,000" in str(raised.value)
+
+
+def test_the_request_carries_its_position_key_node_limit_and_freshness() -> None:
+    sicilian = "rnbqkbnr/pp1ppppp/8/2p5/4P3/8/PPPP1PPP/RNBQKBNR w KQkq c6 0 2"
+    request = validate_submission(sicilian, 2, 1.0, None, LIMITS, nodes_limit=50_000, fresh=True)
+    assert request.position_key == "rnbqkbnr/pp1ppppp/8/2p5/4P3/8/PPPP1PPP/RNBQKBNR w KQkq -"
+    assert request.nodes_limit == 50_000 and request.fresh and request.share_key is None
+    shared = validate_submission(sicilian, 2, 1.0, None, LIMITS)
+    assert shared.share_key is not None and shared.share_key.startswith(request.position_key)
+
+
 def test_accepts_real_castling_rights() -> None:
     start = "rnbqkbnr/pppppppp/8/8/8/8/PPPPPPPP/RNBQKBNR w KQkq - 0 1"
     assert submit(start).fen == start

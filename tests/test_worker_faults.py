@@ -13,7 +13,7 @@ import chess
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import submissions
+from db import cancellation, submissions
 from db.models import AnalysisStatus
 from engine.worker import Worker
 from tests.conftest import WorkerFactory
@@ -86,7 +86,7 @@ async def test_canceling_a_running_analysis_stops_its_engine(
     worker = await start_worker(slots=1)
     row = await store(database, request(chess.STARTING_FEN, time_limit=LONG))
     await wait_running(database, row.id, attempt=1)
-    await submissions.request_cancel(database, row.id)
+    await cancellation.request_cancel(database, row.id)
     loop = asyncio.get_running_loop()
     asked = loop.time()
     canceled = await wait_terminal(database, row, timeout=10)

@@ -46,6 +46,16 @@ const COMPLETED = gql`
     }
   }
 `;
+const PROGRESS = gql`
+  subscription Progress($id: ID!) {
+    analysisProgress(id: $id) {
+      analysis { id status }
+      depth nodes elapsed
+      lines { rank pv centipawnScore mateScore winPercent wdl { win draw loss } }
+    }
+  }
+`;
+const ITALIAN = "r1bqk1nr/pppp1ppp/2n5/2b1p3/2B1P3/5N2/PPPP1PPP/RNBQK2R w KQkq - 4 4";
 const ANALYSIS = gql`
   query Analysis($id: ID!) {
     analysis(id: $id) { id status result { rank mateScore pv } }
@@ -88,6 +98,39 @@ function firstEvent(observable) {
       complete: () => reject(new Error("completed without a value")),
     });
   });
+}
+
+/** Every value an Apollo subscription emits, up to its completion. */
+function allEvents(observable) {
+  return new Promise((resolve, reject) => {
+    const values = [];
+    observable.subscribe({
+      next: (value) => values.push(value),
+      error: reject,
+      complete: () => resolve(values),
+    });
+  });
+}
+
+/** Submit a search of its own (fresh: no cache, no shared run) and follow its progress. */
+async function followProgress(apollo) {
+  const submitted = await apollo.mutate({
+    mutation: SUBMIT,
+    variables: { input: { fen: ITALIAN, timeLimit: 2.5, numMovesToReturn: 2, fresh: true } },
+  });
+  const id = submitted.data.submitAnalysis.id;
+  const events = (await allEvents(apollo.subscribe({ query: PROGRESS, variables: { id } })))
+    .map((event) => event.data.analysisProgress);
+  const last = events.at(-1);
+  assert(last.analysis.status === "DONE", `last status ${last.analysis.status}`);
+  const during = events.slice(0, -1);
+  assert(during.length >= 2, `${during.length} progress events before the end`);
+  assert(during.every((event) => event.analysis.status === "RUNNING"), "RUNNING while it deepens");
+  const depths = during.map((event) => event.depth);
+  assert(depths.every((depth, i) => i === 0 || depth >= depths[i - 1]), `depths ${depths}`);
+  const line = during.at(-1).lines[0];
+  assert(line.pv.length > 0 && line.winPercent >= 0 && line.winPercent <= 100, JSON.stringify(line));
+  assert(line.wdl && line.wdl.win + line.wdl.draw + line.wdl.loss === 1000, JSON.stringify(line.wdl));
 }
 
 function assertReferenceResult(analysis) {
@@ -182,6 +225,34 @@ await check("apollo: analysisCompleted over HTTP multipart through a plain HttpL
   const id = submitted.data.submitAnalysis.id;
   const event = await firstEvent(plain.subscribe({ query: COMPLETED, variables: { id } }));
   assertReferenceResult(event.data.analysisCompleted);
+});
+
+await check("apollo: analysisProgress over graphql-ws, depth by depth, then DONE", async () => {
+  await followProgress(client);
+});
+
+await check("apollo: analysisProgress over HTTP multipart through a plain HttpLink", async () => {
+  const plain = new ApolloClient({
+    link: new HttpLink({ uri: API_URL, headers }),
+    cache: new InMemoryCache(),
+  });
+  await followProgress(plain);
+});
+
+await check("apollo: the same position again is answered from the cache", async () => {
+  const input = { fen: REFERENCE_FEN, depthLimit: 8, timeLimit: 10 };
+  const first = await client.mutate({ mutation: SUBMIT, variables: { input } });
+  const id = first.data.submitAnalysis.id;
+  await firstEvent(client.subscribe({ query: COMPLETED, variables: { id } }));
+  const again = await client.mutate({
+    mutation: gql`mutation Again($input: SubmitAnalysisInput!) {
+      submitAnalysis(input: $input) { id status cached result { mateScore } }
+    }`,
+    variables: { input },
+  });
+  const answer = again.data.submitAnalysis;
+  assert(answer.status === "DONE" && answer.cached, `status ${answer.status}, cached ${answer.cached}`);
+  assert(answer.result[0].mateScore === -2, `mateScore ${answer.result[0].mateScore}`);
 });
 
 await check("apollo: automatic persisted queries over GET and POST", async () => {
