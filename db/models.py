@@ -212,6 +212,10 @@ class Analysis(Base):
     own id."""
     follows: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     """It waits on another row's run: never claimed, it takes that row's status changes."""
+    game_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    """The game it is a position of (`games`), if any."""
+    ply: Mapped[int | None] = mapped_column(SmallInteger)
+    """Which position of its game: 0 the start, n after the n-th move."""
 
     @property
     def run(self) -> uuid.UUID:
@@ -242,6 +246,14 @@ Index(
         "share_key IS NOT NULL AND NOT follows AND status IN ('queued', 'running')"
         " AND cancel_requested_at IS NULL"
     ),
+)
+
+# A game's positions, in order.
+Index(
+    "ix_analyses_game",
+    Analysis.game_id,
+    Analysis.ply,
+    postgresql_where=Analysis.game_id.is_not(None),
 )
 
 # The rows of one shared run.
@@ -304,6 +316,38 @@ class WorkerRow(Base):
     )
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     """Past this, the worker is presumed dead and its row is removed."""
+
+
+class GameRow(Base):
+    """A game submitted for review (`db.games`); its positions are analyses."""
+
+    __tablename__ = "games"
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    tenant_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    headers: Mapped[list[list[str]]] = mapped_column(JSONB, server_default=text("'[]'"))
+    """The PGN's tag pairs, in order, each [name, value]."""
+    initial_fen: Mapped[str] = mapped_column(Text)
+    moves: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'"))
+    """The moves played, each {uci, san, fen_before}."""
+    num_moves_to_return: Mapped[int] = mapped_column(Integer)
+    time_limit: Mapped[float] = mapped_column(Float)
+    depth_limit: Mapped[int | None] = mapped_column(Integer)
+    nodes_limit: Mapped[int | None] = mapped_column(BigInteger)
+    opening_eco: Mapped[str | None] = mapped_column(Text)
+    opening_name: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+Index(
+    "ix_games_tenant_listing",
+    GameRow.tenant_id,
+    GameRow.created_at.desc(),
+    GameRow.id.desc(),
+)
 
 
 class PositionCache(Base):

@@ -65,6 +65,10 @@ class NewAnalysis:
     fresh: bool = False
     """A search of its own: the cache is not read and no run is shared (its result
     still feeds the cache)."""
+    game_id: uuid.UUID | None = None
+    """The game it is a position of, if any."""
+    ply: int | None = None
+    """Which position of its game: 0 the start, n after the n-th move."""
 
     @property
     def share_key(self) -> str | None:
@@ -100,7 +104,8 @@ ENQUEUE = """
     -- (0 interactive, 1 batch); $12 the charge of a run; $13 the result when it is
     -- known without an engine (stored done at once), else NULL; $14 the node limit;
     -- $15 the position's key; $16 the share key (NULL: a run of its own, no cache);
-    -- $17 the charge of an answer without a run of its own.
+    -- $17 the charge of an answer without a run of its own; $18, $19 the game and the
+    -- position in it (NULL for a single position).
     WITH cache AS (
         -- the cache's answer: at least as many lines, searched at least as deep, as many
         -- nodes or as long as this request would search
@@ -203,7 +208,7 @@ ENQUEUE = """
     INSERT INTO analyses (fen, num_moves_to_return, time_limit, depth_limit, nodes_limit,
                           max_attempts, tenant_id, kind, turn, status, result, finished_at,
                           started_at, engine, cached, position_key, share_key, run_id,
-                          follows)
+                          follows, game_id, ply)
     SELECT $1, $2, $3, $4, $14, $5, $7, $11, tenant.turn,
            CASE tenant.way WHEN 'known' THEN 'done'::analysis_status
                            WHEN 'join' THEN joined.status
@@ -211,7 +216,7 @@ ENQUEUE = """
            known.result,
            CASE WHEN tenant.way = 'known' THEN now() END,
            joined.started_at, known.engine, known.cached AND tenant.way = 'known',
-           $15, $16, joined.run_id, tenant.way = 'join'
+           $15, $16, joined.run_id, tenant.way = 'join', $18, $19
       FROM tenant CROSS JOIN known LEFT JOIN joined ON true
     RETURNING *
     """
@@ -296,6 +301,8 @@ def _arguments(
         request.position_key,
         request.share_key,
         tenants.MIN_CHARGE_SECONDS,
+        request.game_id,
+        request.ply,
     )
 
 
@@ -304,7 +311,13 @@ async def _enqueue(
 ) -> Analysis | Refusal:
     for _ in range(ATTEMPTS):
         try:
-            record = await errors.fetchrow(connection, ENQUEUE, *arguments)
+            if connection.is_in_transaction():
+                # Inside a caller's transaction (a game's positions): a savepoint, so
+                # that a lost race rolls back this statement only.
+                async with connection.transaction():
+                    record = await errors.fetchrow(connection, ENQUEUE, *arguments)
+            else:
+                record = await errors.fetchrow(connection, ENQUEUE, *arguments)
         except asyncpg.UniqueViolationError:
             # Another submission started the same run meanwhile: join it next time.
             continue

@@ -374,7 +374,7 @@ async def test_the_quota_count_uses_the_tenants_index(pool: asyncpg.Pool) -> Non
         await connection.execute("SET LOCAL enable_seqscan = off")
         arguments = (
             *("fen", 1, 1.0, None, 3, 100, uuid.uuid4(), 5, 36.0, 1.0, 0, 1.0, None),
-            *(None, "key", "key|1|1.0|None|None", 0.01),
+            *(None, "key", "key|1|1.0|None|None", 0.01, None, None),
         )
         rows = await connection.fetch("EXPLAIN " + submissions.ENQUEUE, *arguments)
     plan = "\n".join(row[0] for row in rows)
