@@ -35,6 +35,7 @@ from strawberry.subscriptions import (
 from api import auth, health
 from api.context import Context, Services
 from api.events import NotificationHub
+from api.games import openings
 from api.metrics import ApiMetrics
 from api.progress_board import ProgressBoard
 from api.schema import build_schema
@@ -142,6 +143,8 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
             pool = await create_pool(
                 database_settings, url, application_name="chess-analysis-api", min_size=0
             )
+            # The opening names are read once, off the event loop, before any game asks.
+            await asyncio.to_thread(openings.load)
             board = ProgressBoard(pool, watch_seconds=settings.progress_watch_seconds)
             hub.on_progress = board.notified
             await hub.start()

@@ -13,10 +13,10 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from api.errors import BadUserInputError
 from db.insight import Position
-from db.models import Analysis
 
 MAX_CURSOR_LENGTH = 100
 """Our cursors are 84 or 92 characters long (without or with microseconds); a longer
@@ -25,7 +25,16 @@ string is refused before it is decoded."""
 NOT_OURS = "not a cursor from this listing"
 
 
-def encode(row: Analysis) -> str:
+class Listed(Protocol):
+    """A row of a newest-first listing: an analysis, a game."""
+
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+def encode(row: Listed) -> str:
     """The cursor just after `row`."""
     return _encode(Position(created_at=row.created_at, id=row.id))
 

@@ -8,7 +8,8 @@ database connection. After the connection comes back from an outage the hub re-r
 every id still awaited, since the notifications sent meanwhile are lost.
 
 The same connection hears `analysis_progress`, which it hands to the progress board
-(`api.progress_board`).
+(`api.progress_board`), and `game_progress`, which wakes the waiters of that game (they
+read the game themselves).
 """
 
 from __future__ import annotations
@@ -89,7 +90,11 @@ class NotificationHub:
         """Called with the run's id for each `analysis_progress` notification."""
         self._listener = notifications.Listener(
             dsn,
-            [notifications.ANALYSIS_DONE, notifications.ANALYSIS_PROGRESS],
+            [
+                notifications.ANALYSIS_DONE,
+                notifications.ANALYSIS_PROGRESS,
+                notifications.GAME_PROGRESS,
+            ],
             self._on_notification,
             on_reconnect=self._recheck,
             ping_interval=ping_interval,
@@ -149,6 +154,11 @@ class NotificationHub:
         if channel == notifications.ANALYSIS_PROGRESS:
             if self.on_progress is not None:
                 self.on_progress(analysis_id)
+            return
+        if channel == notifications.GAME_PROGRESS:
+            # a game's waiters read the game themselves: wake them, no row
+            for waiter in self._waiters.get(analysis_id, ()):
+                waiter.wake()
             return
         if analysis_id in self._waiters:
             self._wake_soon([analysis_id])

@@ -15,6 +15,9 @@ from strawberry.types import ExecutionContext
 
 from api import resolvers, subscriptions
 from api.errors import ShapeErrors, log_unexpected
+from api.games import resolvers as game_resolvers
+from api.games.resolvers import GameAnalysisConnection
+from api.games.types import GameAnalysis
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from api.transport import protection
@@ -48,6 +51,17 @@ class Query:
         resolver=resolvers.viewer,
         description="Who asks: the tenant of the request's key, or the anonymous one.",
     )
+    game_analysis: GameAnalysis | None = strawberry.field(
+        resolver=game_resolvers.game_analysis,
+        description="The game with this id; null if none is yours (as for analysis).",
+    )
+    game_analyses: GameAnalysisConnection = strawberry.field(
+        resolver=game_resolvers.game_analyses,
+        description=(
+            "Your games (an admin's: everyone's), newest first, optionally of one status"
+            " (cursor pagination). Empty without a key."
+        ),
+    )
 
 
 @strawberry.type
@@ -61,6 +75,24 @@ class Mutation:
             " with extensions.retryAfter in seconds: QUEUE_FULL (the whole queue),"
             " QUOTA_EXCEEDED (your queued analyses), RATE_LIMITED (your engine seconds"
             " per hour, or too many submissions from one address without a key)."
+        ),
+    )
+    submit_game_analysis: GameAnalysis = strawberry.mutation(
+        resolver=game_resolvers.submit_game_analysis,
+        description=(
+            "Review a game: a PGN, or a start position and moves. Returns at once; each"
+            " position is analysed (through the position cache and shared runs, as batch"
+            " work of your key) and the moves judged as Lichess judges them. Bad input"
+            " (a PGN that does not parse, an illegal move, several games, too many plies, a"
+            " variant) is BAD_USER_INPUT naming what is wrong; nothing is stored. Quotas"
+            " count every position."
+        ),
+    )
+    cancel_game_analysis: GameAnalysis = strawberry.mutation(
+        resolver=game_resolvers.cancel_game_analysis,
+        description=(
+            "Cancel a game: CANCELED at once, its queued positions canceled, its running ones"
+            " stopped (a position another request shares goes on for it)."
         ),
     )
     cancel_analysis: Analysis = strawberry.mutation(
@@ -90,6 +122,15 @@ class Subscription:
             " then completes. Subscribing while the search runs gives its latest state at"
             " once; after the end, the finished analysis alone. NOT_FOUND for an id that"
             " is not yours, as for an unknown one."
+        ),
+    )
+
+    game_analysis_progress = strawberry.subscription(
+        resolver=game_resolvers.game_analysis_progress,
+        description=(
+            "Emits the game now, then each time positions finish (at most four times a"
+            " second; plies and progress filling in), then the finished game, then"
+            " completes. NOT_FOUND for an id that is not yours."
         ),
     )
 

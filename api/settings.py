@@ -37,6 +37,8 @@ class ApiSettings(BaseSettings):
     """Upper bound of `depthLimit`, in plies."""
     max_nodes_limit: int = Field(default=1_000_000_000, ge=1, le=10**15)
     """Upper bound of `nodesLimit`."""
+    max_game_plies: int = Field(default=600, ge=1, le=5000)
+    """Most plies (moves of either side) a game submitted for review may have."""
     progress_watch_seconds: float = Field(default=30.0, ge=2, le=3600)
     """How long a search stays watched (its worker publishing its progress) after its
     last listener left: listeners' marks are renewed every third of it."""

@@ -302,11 +302,7 @@ def validate_submission(
 ) -> NewAnalysis:
     """A request ready to store; or BadUserInputError naming the bad field, or
     BadUserInputGroupError naming each when several are bad."""
-    problems = _limit_problems(num_moves_to_return, time_limit, depth_limit, limits)
-    if nodes_limit is not None and not 1 <= nodes_limit <= limits.max_nodes_limit:
-        problems.append(
-            BadUserInputError("nodesLimit", f"must be between 1 and {limits.max_nodes_limit:,}")
-        )
+    problems = limit_problems(num_moves_to_return, time_limit, depth_limit, nodes_limit, limits)
     try:
         position = normalised(fen)
     except BadUserInputError as problem:
@@ -326,8 +322,12 @@ def validate_submission(
     )
 
 
-def _limit_problems(
-    num_moves_to_return: int, time_limit: float, depth_limit: int | None, limits: Limits
+def limit_problems(
+    num_moves_to_return: int,
+    time_limit: float,
+    depth_limit: int | None,
+    nodes_limit: int | None,
+    limits: Limits,
 ) -> list[BadUserInputError]:
     """What is wrong with the engine's limits of a request, one error per field."""
     problems: list[BadUserInputError] = []
@@ -346,6 +346,10 @@ def _limit_problems(
     if depth_limit is not None and not 1 <= depth_limit <= limits.max_depth_limit:
         problems.append(
             BadUserInputError("depthLimit", f"must be between 1 and {limits.max_depth_limit}")
+        )
+    if nodes_limit is not None and not 1 <= nodes_limit <= limits.max_nodes_limit:
+        problems.append(
+            BadUserInputError("nodesLimit", f"must be between 1 and {limits.max_nodes_limit:,}")
         )
     return problems
 

@@ -39,7 +39,12 @@ class NewGame:
     moves: list[dict[str, Any]]
     """Each move played: {uci, san, fen_before}."""
     positions: list[NewAnalysis]
-    """The analysis of each position, in order: the start, then after each move."""
+    """The analysis of each position, in order: the start, then after each move; none
+    for a game without moves (DONE at once)."""
+    num_moves_to_return: int
+    time_limit: float
+    depth_limit: int | None
+    nodes_limit: int | None
     opening: tuple[str, str] | None = None
     """(ECO, name) of the last named position the game reaches."""
 
@@ -104,7 +109,8 @@ class Game:
             return self.canceled_at
         if not self.status.is_terminal:
             return None
-        return max((p.finished_at for p in self.positions if p.finished_at), default=None)
+        finished = (p.finished_at for p in self.positions if p.finished_at)
+        return max(finished, default=self.created_at)  # a game without moves: at once
 
     @property
     def error(self) -> str | None:
@@ -173,10 +179,10 @@ async def _store(pool: asyncpg.Pool, game: NewGame, tenant: Tenant, max_queued: 
             json.dumps(game.headers),
             game.initial_fen,
             json.dumps(game.moves),
-            game.positions[0].num_moves_to_return,
-            game.positions[0].time_limit,
-            game.positions[0].depth_limit,
-            game.positions[0].nodes_limit,
+            game.num_moves_to_return,
+            game.time_limit,
+            game.depth_limit,
+            game.nodes_limit,
             None if game.opening is None else game.opening[0],
             None if game.opening is None else game.opening[1],
         )

@@ -30,6 +30,8 @@ ANALYSIS_CANCEL = "analysis_cancel"
 ANALYSIS_WATCH = "analysis_watch"
 """Someone began to watch a run's search (payload: the run's id): its worker should
 publish its progress (`db.progress`)."""
+GAME_PROGRESS = "game_progress"
+"""A position of a game reached done, failed or canceled (payload: the game's id)."""
 ANALYSIS_PROGRESS = "analysis_progress"
 """A run's progress was published (payload: the run's id): its listeners should read it."""
 

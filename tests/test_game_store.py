@@ -29,6 +29,10 @@ def new_game(moves: list[str]) -> games.NewGame:
         initial_fen=chess.STARTING_FEN,
         moves=played,
         positions=positions,
+        num_moves_to_return=1,
+        time_limit=30.0,
+        depth_limit=10,
+        nodes_limit=None,
         opening=("C20", "King's Pawn Game"),
     )
 
