@@ -73,7 +73,7 @@ async def test_apollo_client_and_subscriptions_transport_ws(
     code, output = await run_node(node, "apollo.mjs", 120, API_URL=api.http_url, **env)
     assert code == 0, output
     passed = [line for line in output.splitlines() if line.startswith("ok ")]
-    assert len(passed) == 10, output
+    assert len(passed) == 11, output
 
 
 async def test_graphiql_sends_the_key_of_its_headers_editor_on_subscriptions(

@@ -239,6 +239,37 @@ await check("apollo: analysisProgress over HTTP multipart through a plain HttpLi
   await followProgress(plain);
 });
 
+await check("apollo: submitGameAnalysis from a PGN, gameAnalysisProgress to the end", async () => {
+  const pgn = '[White "Anna"]\n[Black "Ben"]\n\n1. e4 e5 2. Qh5 Nc6 3. Bc4 Nf6?? 4. Qxf7# 1-0';
+  const submitted = await client.mutate({
+    mutation: gql`mutation Game($input: SubmitGameAnalysisInput!) {
+      submitGameAnalysis(input: $input) { id status progress { done total } }
+    }`,
+    variables: { input: { pgn, depthLimit: 10 } },
+  });
+  const { id, progress } = submitted.data.submitGameAnalysis;
+  assert(progress.total === 8, `total ${progress.total}`);
+  const events = (await allEvents(client.subscribe({
+    query: gql`subscription Review($id: ID!) {
+      gameAnalysisProgress(id: $id) {
+        id status progress { done total } opening { eco name }
+        plies { ply san eval { winPercent } judgment { name comment } accuracy }
+        white { accuracy acpl blunders } black { accuracy acpl blunders }
+      }
+    }`,
+    variables: { id },
+  }))).map((event) => event.data.gameAnalysisProgress);
+  const last = events.at(-1);
+  assert(last.status === "DONE" && last.progress.done === 8, `last ${JSON.stringify(last.progress)}`);
+  const done = events.map((event) => event.progress.done);
+  assert(done.every((n, i) => i === 0 || n >= done[i - 1]), `progress ${done}`);
+  assert(last.plies[5].san === "Nf6" && last.plies[5].judgment?.name === "BLUNDER",
+    JSON.stringify(last.plies[5]));
+  assert(last.black.blunders >= 1 && last.white.accuracy > last.black.accuracy,
+    `${JSON.stringify(last.white)} ${JSON.stringify(last.black)}`);
+  assert(last.opening?.eco === "C20", JSON.stringify(last.opening));
+});
+
 await check("apollo: the same position again is answered from the cache", async () => {
   const input = { fen: REFERENCE_FEN, depthLimit: 8, timeLimit: 10 };
   const first = await client.mutate({ mutation: SUBMIT, variables: { input } });
