@@ -22,7 +22,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import end_to_end, engine_efficiency, fairness, fanout, queue_throughput, submit_load
+from bench import (
+    cache,
+    end_to_end,
+    engine_efficiency,
+    fairness,
+    fanout,
+    progress_fanout,
+    queue_throughput,
+    submit_load,
+)
 from bench.databases import scratch, server_facts
 from db import migrations
 from db.settings import DatabaseSettings
@@ -89,6 +98,17 @@ async def run_all(arguments: argparse.Namespace, server_url: str) -> int:
         "submit_throughput": lambda: migrated(
             server_url, "submit", lambda url: submit_load.run(url, logs, arguments.seconds, 32)
         ),
+        "cache_latency": lambda: migrated(
+            server_url,
+            "cache",
+            lambda url: cache.latency(url, logs, arguments.cached, 32, arguments.seconds, slots),
+        ),
+        "shared_runs": lambda: shared_runs(server_url, logs, arguments, slots),
+        "progress_fan_out": lambda: migrated(
+            server_url,
+            "progress",
+            lambda url: progress_fanout.run(url, logs, arguments.listeners, arguments.reports),
+        ),
     }
     failed = 0
     for name, scenario in scenarios.items():
@@ -111,10 +131,34 @@ async def run_all(arguments: argparse.Namespace, server_url: str) -> int:
 
 
 async def fanout_runs(server_url: str, logs: Path, counts: list[int]) -> list[Any]:
-    return [
-        await migrated(server_url, f"fanout{count}", lambda url, n=count: fanout.run(url, logs, n))
-        for count in counts
-    ]
+    def subscribers(count: int) -> Callable[[str], Awaitable[fanout.FanOut]]:
+        return lambda url: fanout.run(url, logs, count)
+
+    return [await migrated(server_url, f"fanout{count}", subscribers(count)) for count in counts]
+
+
+async def shared_runs(
+    server_url: str, logs: Path, arguments: argparse.Namespace, slots: int
+) -> cache.SharedRuns:
+    """The same load three times, each on a fresh database: shared (in a random order),
+    a search each (`fresh`), shared again with each position's requests together."""
+
+    def load(fresh: bool, bursts: bool = False) -> Callable[[str], Awaitable[cache.Load]]:
+        return lambda url: cache.load(
+            url,
+            logs,
+            submissions=arguments.shared,
+            distinct=arguments.shared_positions,
+            concurrency=50,
+            slots=slots,
+            fresh=fresh,
+            bursts=bursts,
+        )
+
+    shared = await migrated(server_url, "shared", load(False))
+    fresh = await migrated(server_url, "fresh", load(True))
+    bursts = await migrated(server_url, "bursts", load(False, bursts=True))
+    return cache.SharedRuns(shared, fresh, bursts)
 
 
 def table(report: dict[str, Any]) -> str:
@@ -176,6 +220,40 @@ def table(report: dict[str, Any]) -> str:
             f"submit       {submits['rate']:.0f} mutations/s from {submits['concurrency']}"
             f" connections ({submits['errors']} errors)"
         )
+    if (cached := get("cache_latency")) is not None:
+        lines.append(
+            f"cache        {cached['submissions']} cached submissions one at a time:"
+            f" p50/p95/p99 {spread(cached['latency_ms'])} ms"
+            f" ({cached['not_cached']} not cached, {cached['errors']} errors);"
+            f" {cached['concurrent_rate']:.0f}/s from {cached['concurrency']} connections;"
+            f" {cached['searches']} search in all"
+        )
+    if (shared := get("shared_runs")) is not None:
+        for name in ("shared", "fresh", "bursts"):
+            load = shared[name]
+            lines.append(
+                f"{name:<12} {load['submissions']} submissions over {load['positions']}"
+                f" positions, {load['concurrency']} at a time: {load['searches']} searches"
+                f" ({load['cached']} cached, {load['joined']} joined,"
+                f" {load['positions_searched_again']} positions searched again,"
+                f" {load['positions_answered_differently']} answered differently), all done in"
+                f" {load['wall_seconds']:.1f} s ({load['errors']} errors,"
+                f" {load['not_done']} not done, {load['deadlocks']} deadlocks)"
+            )
+        lines.append(
+            f"             {shared['searches_saved']:.1f}x fewer searches,"
+            f" {shared['wall_time_ratio']:.1f}x shorter wall time"
+        )
+    if (follow := get("progress_fan_out")) is not None:
+        lines.append(
+            f"progress     {follow['listeners']} listeners of one search"
+            f" ({follow['not_connected']} never connected), {follow['reports']} reports at"
+            f" {1 / follow['interval_seconds']:.0f}/s: publish->last listener p50/p99"
+            f" {follow['delivery_ms']['p50']:.1f}/{follow['delivery_ms']['p99']:.1f} ms;"
+            f" {follow['delivered']} of {follow['expected']} delivered"
+            f" ({follow['coalesced']} coalesced), {follow['final_events']} final events,"
+            f" {follow['completed']} completed; {follow['kb_per_listener']:.0f} KB each"
+        )
     for name, entry in scenarios.items():
         if isinstance(entry.get("result"), dict) and "error" in entry["result"]:
             lines.append(f"{name}: FAILED\n{entry['result']['error']}")
@@ -197,7 +275,19 @@ def arguments_parser() -> argparse.ArgumentParser:
     parser.add_argument("--positions", type=int, default=200, help="engine efficiency")
     parser.add_argument("--subscribers", type=int, nargs="*", default=[5_000, 10_000])
     parser.add_argument("--seconds", type=float, default=10.0, help="submit load duration")
-    parser.add_argument("--only", nargs="*", help="run only these scenarios")
+    parser.add_argument("--cached", type=int, default=2_000, help="cached submissions")
+    parser.add_argument("--shared", type=int, default=2_000, help="shared runs: submissions")
+    parser.add_argument(
+        "--shared-positions", type=int, default=100, help="shared runs: distinct positions"
+    )
+    parser.add_argument("--listeners", type=int, default=1_000, help="progress listeners")
+    parser.add_argument("--reports", type=int, default=10, help="progress reports, 4 a second")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        help="run only these scenarios: queue_throughput fairness end_to_end engine_efficiency"
+        " fan_out submit_throughput cache_latency shared_runs progress_fan_out",
+    )
     return parser
 
 

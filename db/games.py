@@ -173,6 +173,7 @@ async def submit(
 
 async def _store(pool: asyncpg.Pool, game: NewGame, tenant: Tenant, max_queued: int) -> uuid.UUID:
     async with pool.acquire() as connection, connection.transaction():
+        await submissions.take_share_locks(connection, [p.share_key for p in game.positions])
         row = await connection.fetchrow(
             INSERT_GAME,
             tenant.id,

@@ -309,24 +309,49 @@ def _arguments(
 async def _enqueue(
     connection: Any, tenant: Tenant, max_queued: int, arguments: tuple[object, ...]
 ) -> Analysis | Refusal:
+    share_key = arguments[15]
     for _ in range(ATTEMPTS):
-        try:
-            if connection.is_in_transaction():
-                # Inside a caller's transaction (a game's positions): a savepoint, so
-                # that a lost race rolls back this statement only.
-                async with connection.transaction():
-                    record = await errors.fetchrow(connection, ENQUEUE, *arguments)
-            else:
-                record = await errors.fetchrow(connection, ENQUEUE, *arguments)
-        except asyncpg.UniqueViolationError:
-            # Another submission started the same run meanwhile: join it next time.
-            continue
+        record = await _store(connection, share_key, arguments)
         if record is not None:
             return analysis_from(record)
         refusal = await _refusal(connection, tenant, max_queued, arguments)
         if refusal is not None:
             return refusal
     return Refusal("queue_full", 1.0, "the queue is too busy to take it now")
+
+
+SHARE = """
+    -- $1 the share keys, sorted: each search's lock, taken in that order
+    SELECT pg_advisory_xact_lock(hashtextextended(key, 0)) FROM unnest($1::text[]) AS key
+    """
+
+
+async def take_share_locks(connection: Any, share_keys: Sequence[str | None]) -> None:
+    """Lock the searches of `share_keys` for the rest of the caller's transaction.
+
+    Submissions of one search take turns: the one that starts a run commits before the
+    next reads the queue, which then joins the run instead of starting a second one.
+    (A unique index alone would make the second wait for the first while holding its
+    tenant's row, which the statement ending the first run may need: a deadlock.)
+    Locks are taken in one order, so that submissions taking several (a game's
+    positions) never wait for each other in a circle."""
+    keys = sorted({key for key in share_keys if key is not None})
+    if keys:
+        await connection.execute(SHARE, keys)
+
+
+async def _store(connection: Any, share_key: Any, arguments: tuple[object, ...]) -> Any:
+    """One try at the submission's statement; None when it stored nothing."""
+    if connection.is_in_transaction():
+        # Inside a caller's transaction (a game's positions, whose share locks the
+        # caller holds): a savepoint, so that a failure rolls back this statement only.
+        async with connection.transaction():
+            return await errors.fetchrow(connection, ENQUEUE, *arguments)
+    if share_key is None:
+        return await errors.fetchrow(connection, ENQUEUE, *arguments)
+    async with connection.transaction():
+        await take_share_locks(connection, [share_key])
+        return await errors.fetchrow(connection, ENQUEUE, *arguments)
 
 
 async def _refusal(
