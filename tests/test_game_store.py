@@ -7,8 +7,8 @@ import asyncpg
 import chess
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import claims, games, tenants
-from db.models import AnalysisKind, AnalysisStatus, ResultLine
+from db import claims, games, submissions, tenants
+from db.models import Analysis, AnalysisKind, AnalysisStatus, ResultLine
 from db.submissions import Refusal
 from tests.rows import ANONYMOUS
 from tests.test_position_cache import keyed
@@ -115,3 +115,24 @@ async def test_another_tenants_game_is_not_found(pool: asyncpg.Pool) -> None:
     assert await games.get(pool, stored.id, viewer=owner) is not None
     assert [g.id for g in await games.newest(pool, 10, None, tenant_id=owner.id)] == [stored.id]
     assert await games.newest(pool, 10, None, tenant_id=other.id) == []
+
+
+async def test_a_position_another_request_shares_goes_on_when_its_game_is_canceled(
+    pool: asyncpg.Pool, database: AsyncEngine
+) -> None:
+    stored = await games.submit(pool, new_game(["c2c4"]), tenant=ANONYMOUS, max_queued=1000)
+    assert isinstance(stored, games.Game)
+    job = await claims.claim_next(pool, "w", 30.0)
+    assert job is not None and job.id == stored.positions[0].id, "the start, claimed first"
+    board = chess.Board()
+    single = await submissions.enqueue(pool, keyed(board.fen()), tenant=ANONYMOUS, max_queued=1000)
+    assert isinstance(single, Analysis) and single.follows, "joins the game's search"
+    canceled = await games.cancel(database, pool, stored.id, viewer=ANONYMOUS)
+    assert canceled is not None and canceled.status is AnalysisStatus.CANCELED
+    carried = await submissions.get(database, single.id)
+    assert carried is not None and carried.status is AnalysisStatus.RUNNING
+    assert carried.cancel_requested_at is None, "the search goes on for the other request"
+    outcome = claims.Outcome.of(job, "w", claims.Ending.DONE, result=[LINE])
+    assert await claims.end(pool, outcome) is AnalysisStatus.DONE
+    done = await submissions.get(database, single.id)
+    assert done is not None and done.status is AnalysisStatus.DONE
