@@ -342,12 +342,9 @@ async def take_share_locks(connection: Any, share_keys: Sequence[str | None]) ->
 
 async def _store(connection: Any, share_key: Any, arguments: tuple[object, ...]) -> Any:
     """One try at the submission's statement; None when it stored nothing."""
-    if connection.is_in_transaction():
-        # Inside a caller's transaction (a game's positions, whose share locks the
-        # caller holds): a savepoint, so that a failure rolls back this statement only.
-        async with connection.transaction():
-            return await errors.fetchrow(connection, ENQUEUE, *arguments)
-    if share_key is None:
+    if share_key is None or connection.is_in_transaction():
+        # No run to share, or the caller's transaction holds the share locks (a game's
+        # positions, `db.games`).
         return await errors.fetchrow(connection, ENQUEUE, *arguments)
     async with connection.transaction():
         await take_share_locks(connection, [share_key])
