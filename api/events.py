@@ -183,6 +183,6 @@ class NotificationHub:
                     waiter.wake(rows.get(analysis_id))
 
     async def _recheck(self) -> None:
-        finished = await submissions.terminal_among(self._database, list(self._waiters))
+        finished = await notifications.terminal_among(self._database, list(self._waiters))
         if finished:
             self._wake_soon(list(finished))

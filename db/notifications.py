@@ -14,6 +14,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import errors
 from db.settings import asyncpg_dsn
@@ -43,6 +45,25 @@ def parse_id_payload(payload: str) -> uuid.UUID | None:
         return uuid.UUID(payload)
     except ValueError:
         return None
+
+
+TERMINAL_AMONG = text(
+    """
+    SELECT id FROM analyses
+     WHERE id = ANY(:ids) AND status IN ('done', 'failed', 'canceled')
+    """
+)
+
+
+@errors.translated
+async def terminal_among(engine: AsyncEngine, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of `ids` are done, failed or canceled: what a listener re-reads after its
+    connection came back (the notifications sent meanwhile are lost)."""
+    if not ids:
+        return set()
+    async with engine.connect() as connection:
+        rows = await connection.execute(TERMINAL_AMONG, {"ids": list(ids)})
+        return {row.id for row in rows}
 
 
 Handler = Callable[[str, str], None]

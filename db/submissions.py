@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import asyncpg
-from sqlalchemy import ColumnElement, select, text, true
+from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import errors, tenants
@@ -444,21 +444,3 @@ async def get_many(
         return list(
             await db.scalars(select(Analysis).where(Analysis.id.in_(list(ids)), visible_to(viewer)))
         )
-
-
-TERMINAL_AMONG = text(
-    """
-    SELECT id FROM analyses
-     WHERE id = ANY(:ids) AND status IN ('done', 'failed', 'canceled')
-    """
-)
-
-
-@errors.translated
-async def terminal_among(engine: AsyncEngine, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-    """Which of `ids` are done, failed or canceled (after missed notifications)."""
-    if not ids:
-        return set()
-    async with engine.connect() as connection:
-        rows = await connection.execute(TERMINAL_AMONG, {"ids": list(ids)})
-        return {row.id for row in rows}

@@ -180,5 +180,5 @@ async def test_terminal_among_reports_finished_ids(database: AsyncEngine) -> Non
     finished = await store(database, dataclasses.replace(request(), finished_result=()))
     assert finished.status is AnalysisStatus.DONE
     assert finished.result == []
-    found = await submissions.terminal_among(database, [queued.id, finished.id, uuid.uuid4()])
+    found = await notifications.terminal_among(database, [queued.id, finished.id, uuid.uuid4()])
     assert found == {finished.id}
