@@ -1,7 +1,8 @@
 # `make run` and `make test` do all the set-up on a fresh Debian/Ubuntu machine:
 # a virtual environment in .venv, Stockfish from apt-get when no engine is found,
-# GraphiQL's files from npm, and (when DATABASE_URL is unset) an embedded PostgreSQL
-# under ./.data. `make test` also installs Node.js, the client test project and Chromium.
+# GraphiQL's files and the review page from npm, and (when DATABASE_URL is unset) an
+# embedded PostgreSQL under ./.data. `make test` also installs Node.js, the client test
+# project and Chromium.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -11,14 +12,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 
 IDE_ASSETS := api/ide_assets
+REVIEW_PAGE := api/review_page
 CLIENTS := tests/clients
 
-.PHONY: bench run test lint typecheck pytest setup engine node ide clients chromium curl schema clean
+.PHONY: bench run test lint typecheck pytest setup engine node ide page clients chromium curl schema clean
 
-run: setup ide
+run: setup ide page
 	$(BIN)/python scripts/run.py
 
-test: setup ide clients chromium curl lint typecheck pytest
+test: setup ide page clients chromium curl lint typecheck pytest
 
 lint: setup
 	$(BIN)/ruff check .
@@ -26,6 +28,8 @@ lint: setup
 
 typecheck: setup
 	$(BIN)/mypy
+	@if [ -d $(REVIEW_PAGE)/node_modules ]; then \
+	  echo "npm run check (tsc --noEmit, the review page)"; npm run --prefix $(REVIEW_PAGE) --silent check; fi
 
 pytest: setup
 	$(BIN)/python -m pytest
@@ -70,6 +74,22 @@ ide:
 	  npm ci --prefix $(IDE_ASSETS) --no-audit --no-fund --loglevel=error || \
 	  echo "GraphiQL's files could not be installed: the IDE will load from its CDN"; fi
 
+# The review page at / (api/review_page): its packages from npm, then esbuild bundles it
+# into api/review_page/dist, again whenever a source is newer than the build. Without
+# npm, `make run` goes on and / leads to GraphiQL instead.
+REVIEW_SOURCES := $(REVIEW_PAGE)/src $(REVIEW_PAGE)/index.html $(REVIEW_PAGE)/favicon.svg \
+	$(REVIEW_PAGE)/build.mjs $(REVIEW_PAGE)/package-lock.json
+page:
+	@if [ ! -f $(REVIEW_PAGE)/node_modules/.package-lock.json ] || \
+	    [ $(REVIEW_PAGE)/package-lock.json -nt $(REVIEW_PAGE)/node_modules/.package-lock.json ]; then \
+	  $(MAKE) --no-print-directory node && \
+	  npm ci --prefix $(REVIEW_PAGE) --no-audit --no-fund --loglevel=error || \
+	  echo "The review page's packages could not be installed: / will lead to GraphiQL"; fi
+	@if [ -f $(REVIEW_PAGE)/node_modules/.package-lock.json ] && { [ ! -f $(REVIEW_PAGE)/dist/index.html ] || \
+	    [ -n "$$(find $(REVIEW_SOURCES) -newer $(REVIEW_PAGE)/dist/index.html | head -1)" ]; }; then \
+	  npm run --prefix $(REVIEW_PAGE) --silent build || \
+	  echo "The review page could not be built: / will lead to GraphiQL"; fi
+
 # The real clients the test suite drives (Apollo Client, graphql-ws, a headless browser).
 clients: node
 	@if [ ! -f $(CLIENTS)/node_modules/.package-lock.json ] || \
@@ -97,3 +117,4 @@ clean:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m tooling.embedded_postgres stop; fi
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache
 	rm -rf $(IDE_ASSETS)/node_modules $(CLIENTS)/node_modules $(CLIENTS)/screenshots
+	rm -rf $(REVIEW_PAGE)/node_modules $(REVIEW_PAGE)/dist

@@ -6,7 +6,8 @@ go straight to their views (`api.transport.http.GraphQLOverHTTP`,
 `api.transport.websockets.WebSocketView`), past FastAPI's routing and middleware: a
 request id, CORS and the body-size limit wrap the HTTP view directly, CORS outermost
 after the id and the origin check, so that a browser can read every refusal too.
-FastAPI serves the health checks, the metrics (to admin keys only) and GraphiQL's files.
+FastAPI serves the health checks, the metrics (to admin keys only), GraphiQL's files and
+the review page at / (`api.transport.review_page`).
 Pages on other origins are admitted or refused by `api.transport.origins`, on every
 route. Who asks is `api.auth`'s business: each view identifies its callers.
 """
@@ -23,7 +24,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.subscriptions import (
@@ -40,7 +41,7 @@ from api.metrics import ApiMetrics
 from api.progress_board import ProgressBoard
 from api.schema import build_schema
 from api.settings import ApiSettings
-from api.transport import ide
+from api.transport import ide, review_page
 from api.transport.http import GraphQLOverHTTP
 from api.transport.origins import (
     AnswerOptions,
@@ -240,8 +241,6 @@ def create_app(settings: ApiSettings, database_settings: DatabaseSettings, url: 
     app.add_middleware(LimitBodySize, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIds)
 
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/graphql")
+    review_page.mount(app)  # the review page at / (GraphiQL's address until it is built)
 
     return app
