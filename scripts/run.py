@@ -173,8 +173,15 @@ def serve(url: str, settings: ApiSettings) -> int:
     try:
         migrations.upgrade(url)
         env = {**os.environ, "DATABASE_URL": url}
-        # A newcomer's GraphiQL works without a key: anonymous use, unless set otherwise.
-        api_env = {"API_ANONYMOUS": "true", **env}
+        # A newcomer's GraphiQL and review page work without a key: anonymous use, with
+        # quotas a whole game fits in (one queued analysis and its time limit per
+        # position), unless set otherwise.
+        api_env = {
+            "API_ANONYMOUS": "true",
+            "API_ANONYMOUS_MAX_QUEUED": "1000",
+            "API_ANONYMOUS_ENGINE_SECONDS_PER_HOUR": "36000",
+            **env,
+        }
         # Own sessions: a Ctrl-C reaches this script only, which stops the children in order.
         for module, module_env in (("engine", env), ("api", api_env)):
             children.append(
