@@ -28,6 +28,7 @@ from bench import (
     engine_efficiency,
     fairness,
     fanout,
+    games,
     progress_fanout,
     queue_throughput,
     submit_load,
@@ -109,6 +110,7 @@ async def run_all(arguments: argparse.Namespace, server_url: str) -> int:
             "progress",
             lambda url: progress_fanout.run(url, logs, arguments.listeners, arguments.reports),
         ),
+        "game_reviews": lambda: games.run(server_url, logs, arguments.game_depth),
     }
     failed = 0
     for name, scenario in scenarios.items():
@@ -254,10 +256,42 @@ def table(report: dict[str, Any]) -> str:
             f" ({follow['coalesced']} coalesced), {follow['final_events']} final events,"
             f" {follow['completed']} completed; {follow['kb_per_listener']:.0f} KB each"
         )
+    lines.extend(game_lines(get("game_reviews")))
     for name, entry in scenarios.items():
         if isinstance(entry.get("result"), dict) and "error" in entry["result"]:
             lines.append(f"{name}: FAILED\n{entry['result']['error']}")
     return "\n".join(lines)
+
+
+def game_lines(reviews: dict[str, Any] | None) -> list[str]:
+    """The game reviews' lines: the yardsticks, the service's runs, where their time went."""
+    if reviews is None:
+        return []
+    bare = reviews["bare"]
+    runs = [
+        f"{run['workers']} worker{'s' * (run['workers'] > 1)} x {run['slots_per_worker']}"
+        f" slot{'s' * (run['slots_per_worker'] > 1)} {run['wall_seconds']:.1f} s"
+        f" ({run['wall_seconds'] / reviews['ideal_seconds']:.2f}x, {run['searches']} searches;"
+        f" {run['beyond_engines_seconds']:.2f} s beyond its engines;"
+        f" again DONE in {1000 * max(run['again']['seconds']):.0f} ms at most,"
+        f" {run['again']['searches']} searches)"
+        for run in (reviews["one_worker"], reviews["two_workers"])
+    ]
+    parts = [
+        f"{name} {excess['total']:+.2f} s = "
+        + ", ".join(f"{part} {seconds:.2f}" for part, seconds in excess.items() if part != "total")
+        + "; CPU s "
+        + ", ".join(f"{role} {used:.1f}" for role, used in reviews[name]["cpu_seconds"].items())
+        for name, excess in reviews["beyond_ideal"].items()
+    ]
+    return [
+        f"games        {reviews['plies']} plies at depth {reviews['depth']}: bare engine"
+        f" {reviews['bare_sum_seconds']:.1f} s, / {reviews['slots']} ="
+        f" {reviews['ideal_seconds']:.1f} s; two bare engines {bare['parallel_seconds']:.1f} s"
+        f" ({reviews['ratio_bare_parallel']:.2f}x)",
+        "             " + "; ".join(runs),
+        *(f"             {part}" for part in parts),
+    ]
 
 
 def spread(percentiles: dict[str, float]) -> str:
@@ -282,11 +316,12 @@ def arguments_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--listeners", type=int, default=1_000, help="progress listeners")
     parser.add_argument("--reports", type=int, default=10, help="progress reports, 4 a second")
+    parser.add_argument("--game-depth", type=int, default=18, help="game reviews: depth")
     parser.add_argument(
         "--only",
         nargs="*",
         help="run only these scenarios: queue_throughput fairness end_to_end engine_efficiency"
-        " fan_out submit_throughput cache_latency shared_runs progress_fan_out",
+        " fan_out submit_throughput cache_latency shared_runs progress_fan_out game_reviews",
     )
     return parser
 
