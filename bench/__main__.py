@@ -163,7 +163,7 @@ async def shared_runs(
     return cache.SharedRuns(shared, fresh, bursts)
 
 
-def table(report: dict[str, Any]) -> str:
+def table(report: dict[str, Any]) -> str:  # noqa: C901 (one line per scenario)
     """The figures people compare, one line each."""
     lines = [
         f"PostgreSQL {report['postgres']['version']} (fsync={report['postgres']['fsync']},"
@@ -178,12 +178,20 @@ def table(report: dict[str, Any]) -> str:
         return None if entry is None or (isinstance(entry, dict) and "error" in entry) else entry
 
     if (queue := get("queue_throughput")) is not None:
-        ours = queue[0]["drain_rate"]
-        for system in queue:
-            ratio = ours / system["drain_rate"]
+        # every setting tried, then each system's best against this project's best
+        best: dict[str, dict[str, Any]] = {}
+        for row in queue:
             lines.append(
-                f"queue drain  {system['system']:<15} {system['drain_rate']:>9.0f} jobs/s"
-                f"   enqueue {system['enqueue_rate']:>9.0f} jobs/s   ours/this {ratio:.2f}x"
+                f"queue drain  {row['system']:<15} {row['setting']:<36}"
+                f" {row['drain_rate']:>9.0f} jobs/s   enqueue {row['enqueue_rate']:>9.0f} jobs/s"
+            )
+            if row["system"] not in best or row["drain_rate"] > best[row["system"]]["drain_rate"]:
+                best[row["system"]] = row
+        ours = best["chess-analysis"]["drain_rate"]
+        for system, row in best.items():
+            lines.append(
+                f"queue best   {system:<15} {row['setting']:<36} {row['drain_rate']:>9.0f} jobs/s"
+                f"   ours/this {ours / row['drain_rate']:.2f}x"
             )
     if (fair := get("fairness")) is not None:
         lines.append(
