@@ -99,9 +99,13 @@ async def cancel_analysis(info: ResolverInfo, id: strawberry.ID) -> Analysis:
         row = await cancellation.request_cancel(database, analysis_id, viewer=viewer)
         if row is None:
             raise NotFoundError(f"no analysis with id {analysis_id}")
-        if not row.status.is_terminal:
+        # A waiter is also woken by other subscriptions' first reads of the same id:
+        # wait until the row has ended, or the cancel wait is over.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + info.context.settings.cancel_wait
+        while not row.status.is_terminal and (left := deadline - loop.time()) > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter.wait(), info.context.settings.cancel_wait)
+                await asyncio.wait_for(waiter.wait(), left)
             row = await submissions.get(database, analysis_id, viewer=viewer) or row
     return Analysis.from_model(row)
 
