@@ -27,6 +27,7 @@ from types import FrameType
 from pydantic import ValidationError
 
 from api.settings import ApiSettings
+from api.transport import review_page
 from db import migrations
 from db.settings import DatabaseSettings
 from engine.settings import EngineSettings
@@ -199,7 +200,8 @@ def serve(url: str, settings: ApiSettings) -> int:
                 return 1
             if not announced:
                 if answers(health):
-                    print(f"\n  {banner(settings)}   (Ctrl-C to stop)\n", flush=True)
+                    page = f"\n  {page_banner(settings)}" if review_page.built() else ""
+                    print(f"\n  {banner(settings)}   (Ctrl-C to stop){page}\n", flush=True)
                     announced = True
                 elif time.monotonic() > deadline:
                     log.error("the API did not answer %s in %d s", health, READY_TIMEOUT_SECONDS)
@@ -232,9 +234,19 @@ def answers(url: str) -> bool:
 
 def banner(settings: ApiSettings) -> str:
     """The line that tells where the API is: its GraphiQL IDE, unless that is off."""
-    host = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0", "::") else settings.host
-    address = f"http://{host}:{settings.port}/graphql"
+    address = f"{_browsed(settings)}/graphql"
     return f"GraphiQL: {address}" if settings.graphiql else f"API: {address}"
+
+
+def page_banner(settings: ApiSettings) -> str:
+    """The line that tells where the game review page is (when it has been built)."""
+    return f"Review page: {_browsed(settings)}/"
+
+
+def _browsed(settings: ApiSettings) -> str:
+    """The API's address as a browser on this machine reaches it."""
+    host = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0", "::") else settings.host
+    return f"http://{host}:{settings.port}"
 
 
 def _local_address(host: str) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from api.transport import review_page
 from tests.processes import Process, free_port
 from tests.test_embedded_postgres import own_data_dir
 from tooling import embedded_postgres
@@ -234,6 +235,9 @@ async def test_run_names_graphiql_once_the_api_answers(stockfish: Path, data_dir
             line for line in run_py.lines[:banner_at] if "Application startup complete" in line
         ]
         assert served, run_py.output
+        if review_page.built():  # the page's address follows GraphiQL's
+            page = f"Review page: http://localhost:{port}/"
+            assert any(page in line for line in run_py.lines[banner_at:]), run_py.output
         async with httpx.AsyncClient(timeout=5) as client:
             health = await client.get(f"http://127.0.0.1:{port}/healthz")
             # A newcomer's first request needs no key: `make run` serves anonymously.
