@@ -31,9 +31,6 @@ from api.types import (
 )
 from db import cancellation, insight, models, submissions
 
-OUTAGE_RETRY_MIN_SECONDS = 0.2
-OUTAGE_RETRY_MAX_SECONDS = 5.0
-
 
 async def analysis(info: ResolverInfo, id: strawberry.ID) -> Analysis | None:
     """The analysis with this id; null when there is none the caller may see (another
@@ -137,12 +134,7 @@ async def analyses(
     ]
     return AnalysisConnection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=len(rows) > first,
-            has_previous_page=after is not None,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
+        page_info=PageInfo.of([edge.cursor for edge in edges], len(rows) > first, after),
     )
 
 

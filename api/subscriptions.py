@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TypeVar
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,6 +23,8 @@ from db.tenants import Tenant
 
 OUTAGE_RETRY_MIN_SECONDS = 0.2
 OUTAGE_RETRY_MAX_SECONDS = 5.0
+
+T = TypeVar("T")
 
 
 async def analysis_completed(
@@ -70,19 +73,24 @@ def visible(row: models.Analysis, viewer: Tenant) -> bool:
     return viewer.is_admin or row.tenant_id in (viewer.id, tenants.ANONYMOUS_ID)
 
 
-async def read_through_outage(
-    database: AsyncEngine, analysis_id: uuid.UUID, viewer: Tenant
-) -> models.Analysis | None:
-    """Read a row, waiting out a database outage: a subscription is a long wait anyway,
-    so it rides the outage out instead of failing (the hub re-reads every awaited id
-    once its connection is back, and wakes the waiters of those that finished)."""
+async def through_outage(read: Callable[[], Awaitable[T]]) -> T:
+    """`read()`, tried again until the database answers: a subscription is a long wait
+    anyway, so it rides an outage out instead of failing (the hub re-reads every awaited
+    id once its connection is back, and wakes the waiters of those that finished)."""
     delay = OUTAGE_RETRY_MIN_SECONDS
     while True:
         try:
-            return await submissions.get(database, analysis_id, viewer=viewer)
+            return await read()
         except TransientDatabaseError:
             await asyncio.sleep(delay)
             delay = min(delay * 2, OUTAGE_RETRY_MAX_SECONDS)
+
+
+async def read_through_outage(
+    database: AsyncEngine, analysis_id: uuid.UUID, viewer: Tenant
+) -> models.Analysis | None:
+    """Read a row, waiting out a database outage (`through_outage`)."""
+    return await through_outage(lambda: submissions.get(database, analysis_id, viewer=viewer))
 
 
 async def analysis_progress(

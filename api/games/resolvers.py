@@ -5,24 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncGenerator
 
 import strawberry
 
 from api import cursors, validation
-from api.context import Context, ResolverInfo
+from api.context import ResolverInfo
 from api.errors import BadUserInputError, NotFoundError, refusal
 from api.games import openings, pgn
 from api.games.types import GameAnalysis, GameAnalysisEdge, SubmitGameAnalysisInput
 from api.resolvers import refusal as queue_refusal
+from api.subscriptions import through_outage
 from api.types import AnalysisStatus, PageInfo
 from db import games, models
-from db.errors import TransientDatabaseError
 from db.submissions import Refusal
 
-OUTAGE_RETRY_MIN_SECONDS = 0.2
-OUTAGE_RETRY_MAX_SECONDS = 5.0
 EVENTS_PER_SECOND = 4
 """At most this many events a second per game subscription (a busy game's positions
 finish faster; each event carries every position finished so far)."""
@@ -154,12 +151,7 @@ async def game_analyses(
     ]
     return GameAnalysisConnection(
         edges=edges,
-        page_info=PageInfo(
-            has_next_page=len(found) > first,
-            has_previous_page=after is not None,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
+        page_info=PageInfo.of([edge.cursor for edge in edges], len(found) > first, after),
     )
 
 
@@ -185,16 +177,10 @@ async def game_analysis_progress(
                     await asyncio.wait_for(waiter.wait(), RECHECK_SECONDS)
                 # Positions that finish together ride on one event.
                 await asyncio.sleep(max(0.0, sent + 1 / EVENTS_PER_SECOND - loop.time()))
-                game = await read_through_outage(context, game_id) or game
+                game = (
+                    await through_outage(
+                        lambda: games.get(context.pool, game_id, viewer=context.tenant)
+                    )
+                    or game
+                )
     yield GameAnalysis.from_game(game)
-
-
-async def read_through_outage(context: Context, game_id: uuid.UUID) -> games.Game | None:
-    """Read the game again, waiting out a database outage (a subscription is a long wait)."""
-    delay = OUTAGE_RETRY_MIN_SECONDS
-    while True:
-        try:
-            return await games.get(context.pool, game_id, viewer=context.tenant)
-        except TransientDatabaseError:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, OUTAGE_RETRY_MAX_SECONDS)

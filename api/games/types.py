@@ -134,7 +134,7 @@ class GameAnalysis:
             if game.positions
             else review.Review(plies=[], white=None, black=None)
         )
-        done = all(p.status.value == "done" for p in game.positions)
+        done = game.done == len(game.positions)
         return cls(
             id=strawberry.ID(str(game.id)),
             status=AnalysisStatus.from_model(game.status),
