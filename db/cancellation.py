@@ -34,7 +34,8 @@ REQUEST_CANCEL = text(
                -- a running row is stopped by its worker, told by the trigger's NOTIFY
                cancel_requested_at = CASE WHEN status = 'running' AND NOT follows
                                           THEN coalesce(cancel_requested_at, now())
-                                          ELSE cancel_requested_at END
+                                          ELSE cancel_requested_at END,
+               updated_at = now()
          WHERE id = :id AND status IN ('queued', 'running')
         RETURNING tenant_id, time_limit, status, follows
     )
@@ -79,7 +80,7 @@ HAND_OVER = (
         """
         UPDATE analyses
            SET status = 'canceled', finished_at = now(), share_key = NULL,
-               lease_expires_at = NULL
+               lease_expires_at = NULL, updated_at = now()
          WHERE id = :id
         """
     ),
@@ -90,7 +91,7 @@ HAND_OVER = (
            SET follows = false, status = :status, worker_id = :worker_id,
                attempts = :attempts, max_attempts = :max_attempts,
                lease_expires_at = :lease_expires_at, started_at = :started_at,
-               turn = :turn, run_after = :run_after
+               turn = :turn, run_after = :run_after, updated_at = now()
          WHERE id = :next
         """
     ),

@@ -196,11 +196,14 @@ EXCHANGE = """
                -- who did the work stays on a finished row; a row given back is nobody's
                worker_id = CASE WHEN o.ending IN ('retry', 'released', 'lost') THEN NULL
                                 ELSE a.worker_id END,
-               lease_expires_at = NULL
+               lease_expires_at = NULL,
+               updated_at = now()
           FROM outcome AS o
-         -- by primary key, however many rows run; or, for a shared run whose first
+         -- by primary key, however many rows run (an OR of the two lookups would let
+         -- the planner scan every running row instead); for a shared run whose first
          -- row was canceled, the row that carries it on under the same run id
-         WHERE (a.id = ANY ($6::uuid[]) OR a.run_id = ANY ($6::uuid[]))
+         WHERE a.id = ANY ($6::uuid[] || ARRAY(SELECT r.id FROM analyses AS r
+                                                WHERE r.run_id = ANY ($6::uuid[])))
            AND coalesce(a.run_id, a.id) = o.id
            -- the claim token: only the claim that took the row may end it
            AND a.status = 'running' AND a.worker_id = o.worker_id AND a.attempts = o.attempt
@@ -269,7 +272,8 @@ EXCHANGE = """
                attempts = a.attempts + 1,
                worker_id = $1,
                started_at = now(),
-               lease_expires_at = now() + make_interval(secs => $2)
+               lease_expires_at = now() + make_interval(secs => $2),
+               updated_at = now()
          -- by primary key, whatever the planner guesses of LIMIT $3
          WHERE a.id = ANY (ARRAY(SELECT id FROM due))
         RETURNING coalesce(a.run_id, a.id) AS id, a.fen, a.num_moves_to_return,
@@ -386,7 +390,7 @@ RENEW_LEASES = """
     -- $1 worker id, $2 the runs, $3 lease seconds. Not fenced by expiry: a worker that
     -- was cut off from the database keeps what nobody has taken back meanwhile.
     UPDATE analyses AS a
-       SET lease_expires_at = now() + make_interval(secs => $3)
+       SET lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
      WHERE (a.id = ANY ($2::uuid[]) OR a.run_id = ANY ($2::uuid[]))
        AND a.status = 'running' AND a.worker_id = $1
     RETURNING coalesce(a.run_id, a.id) AS id,

@@ -199,6 +199,7 @@ class Analysis(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    """When the service last changed the row (each of its statements sets it)."""
     position_key: Mapped[str | None] = mapped_column(Text)
     """The normalised position (`board.epd()`), the position cache's key; NULL for rows
     stored before the cache."""
@@ -267,14 +268,9 @@ Index(
     postgresql_where=Analysis.status == AnalysisStatus.QUEUED,
 )
 
-# Serves the lease sweep: running rows by lease expiry.
-Index(
-    "ix_analyses_lease",
-    Analysis.lease_expires_at,
-    postgresql_where=Analysis.status == AnalysisStatus.RUNNING,
-)
-
-# Newest-first listings (keyset pagination), over everything, one status or one tenant.
+# Newest-first listings (keyset pagination), over everything, one status or one tenant;
+# the status one also serves the lease sweep (running rows, as many as the slots). There
+# is no index on lease_expires_at: a heartbeat's renewal can then be a HOT update.
 Index("ix_analyses_listing", Analysis.created_at.desc(), Analysis.id.desc())
 # A keyed tenant's listing (anonymous work is never listed by tenant).
 Index(

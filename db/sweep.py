@@ -32,7 +32,9 @@ EXPIRED = """
        -- leases lapsed while the server was down belong to workers that have had no
        -- chance to renew them yet
        AND pg_postmaster_start_time() < now() - make_interval(secs => $1)
-     ORDER BY lease_expires_at  -- over the partial lease index
+     -- running rows by the status listing index (as many as slots and rows claimed
+     -- ahead), the longest lapsed first
+     ORDER BY lease_expires_at
      LIMIT $2
     """
 

@@ -75,7 +75,7 @@ async def serve(engine_settings: EngineSettings, database_settings: DatabaseSett
     database = create_engine(database_settings, url, application_name="chess-analysis-worker")
     try:
         queue_pool = await create_pool(
-            database_settings, url, application_name="chess-analysis-worker"
+            database_settings, url, application_name="chess-analysis-worker", generic_plans=True
         )
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
         log.error("cannot reach the database: %s", exc)

@@ -93,7 +93,7 @@ class Exchange:
         self._asking: list[asyncio.Future[claims.ClaimedJob | None]] = []
         self._outcomes: list[tuple[claims.Outcome, asyncio.Future[AnalysisStatus | None]]] = []
         self._turns: asyncio.Task[None] | None = None
-        self._behind: set[asyncio.Task[None]] = set()
+        self._behind: set[asyncio.Future[AnalysisStatus | None]] = set()
         self.unwritten: set[uuid.UUID] = set()
         """Rows whose result waits to be written: their leases must be kept."""
 
@@ -149,37 +149,47 @@ class Exchange:
     async def end(self, outcome: claims.Outcome) -> AnalysisStatus | None:
         """Write the end of a claim of this worker's (riding on the next statement); the
         row's new status, or None when the row is no longer that claim's to end."""
-        loop = asyncio.get_running_loop()
-        if outcome.ending is claims.Ending.DONE:
-            handed_out = self._handed_out.pop(outcome.id, None)
-            if handed_out is not None:
-                took = loop.time() - handed_out
-                typical = self._typical_seconds
-                self._typical_seconds = took if typical is None else _averaged(typical, took)
-        written: asyncio.Future[AnalysisStatus | None] = loop.create_future()
-        self._outcomes.append((outcome, written))
-        self._start()
-        return await written
+        return await self._ended(outcome)
 
     def end_behind(
         self,
         outcome: claims.Outcome,
         written: Callable[[AnalysisStatus | None], None],
     ) -> None:
-        """Write `outcome` without waiting for it; `written` is called with the new status."""
+        """Write `outcome` without waiting for it; `written` is called with the new status
+        (from a callback of the write: no task per outcome, which a queue of short
+        analyses would pay for on every row)."""
 
-        async def tracked() -> None:
+        def done(future: asyncio.Future[AnalysisStatus | None]) -> None:
+            self.unwritten.discard(outcome.id)
+            self._behind.discard(future)
+            if future.cancelled():
+                return
+            if (exc := future.exception()) is not None:
+                log.error("recording the outcome of %s failed", outcome.id, exc_info=exc)
+                return
             try:
-                written(await self.end(outcome))
+                written(future.result())
             except Exception:
-                log.exception("recording the outcome of %s failed", outcome.id)
-            finally:
-                self.unwritten.discard(outcome.id)
+                log.exception("after recording the outcome of %s", outcome.id)
 
         self.unwritten.add(outcome.id)
-        task = asyncio.create_task(tracked())
-        self._behind.add(task)
-        task.add_done_callback(self._behind.discard)
+        future = self._ended(outcome)
+        self._behind.add(future)
+        future.add_done_callback(done)
+
+    def _ended(self, outcome: claims.Outcome) -> asyncio.Future[AnalysisStatus | None]:
+        """`outcome` riding on the next statement: its row's new status, once written."""
+        if outcome.ending is claims.Ending.DONE:
+            handed_out = self._handed_out.pop(outcome.id, None)
+            if handed_out is not None:
+                took = asyncio.get_running_loop().time() - handed_out
+                typical = self._typical_seconds
+                self._typical_seconds = took if typical is None else _averaged(typical, took)
+        written: asyncio.Future[AnalysisStatus | None] = asyncio.get_running_loop().create_future()
+        self._outcomes.append((outcome, written))
+        self._start()
+        return written
 
     async def drain(self, timeout: float) -> None:
         """Wait (at most `timeout` seconds) for every result handed over to be written."""
@@ -188,10 +198,13 @@ class Exchange:
 
     async def close(self) -> None:
         """Stop writing: what is still unwritten is left to the leases (the sweep)."""
-        tasks = [*self._behind, *([self._turns] if self._turns else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        pending: list[asyncio.Future[Any]] = [
+            *self._behind,
+            *([self._turns] if self._turns else []),
+        ]
+        for future in pending:
+            future.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def _start(self) -> None:
         if self._turns is None or self._turns.done():
