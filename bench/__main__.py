@@ -31,6 +31,7 @@ from bench import (
     games,
     progress_fanout,
     queue_throughput,
+    scaling,
     submit_load,
 )
 from bench.databases import scratch, server_facts
@@ -49,23 +50,30 @@ async def migrated(server_url: str, purpose: str, body: Callable[[str], Awaitabl
 
 def record(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = dataclasses.asdict(value)
+        # field by field, so that nested dataclasses keep their properties too
+        fields = {
+            field.name: record(getattr(value, field.name)) for field in dataclasses.fields(value)
+        }
         for name in dir(type(value)):
             if isinstance(getattr(type(value), name, None), property):
                 fields[name] = getattr(value, name)
         return fields
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [record(item) for item in value]
+    if isinstance(value, dict):
+        return {key: record(item) for key, item in value.items()}
     return value
 
 
 async def main(arguments: argparse.Namespace) -> int:
     settings = DatabaseSettings()
+    # the embedded server runs here: its CPU can be read from its processes
+    pgdata = None if settings.url else embedded_postgres.cluster_dir(settings.data_dir)
     with embedded_postgres.serving(settings.url, settings.data_dir) as server_url:
-        return await run_all(arguments, server_url)
+        return await run_all(arguments, server_url, pgdata)
 
 
-async def run_all(arguments: argparse.Namespace, server_url: str) -> int:
+async def run_all(arguments: argparse.Namespace, server_url: str, pgdata: Path | None) -> int:
     logs = Path(tempfile.mkdtemp(prefix="chess-bench-"))
     report: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -82,6 +90,7 @@ async def run_all(arguments: argparse.Namespace, server_url: str) -> int:
         "queue_throughput": lambda: queue_throughput.run(
             server_url, arguments.jobs, arguments.claimers
         ),
+        "scaling": lambda: scaling.run(server_url, pgdata, logs, arguments.jobs),
         "fairness": lambda: migrated(
             server_url, "fairness", lambda url: fairness.run(url, slots=arguments.claimers)
         ),
@@ -193,6 +202,7 @@ def table(report: dict[str, Any]) -> str:  # noqa: C901 (one line per scenario)
                 f"queue best   {system:<15} {row['setting']:<36} {row['drain_rate']:>9.0f} jobs/s"
                 f"   ours/this {ours / row['drain_rate']:.2f}x"
             )
+    lines.extend(scaling_lines(get("scaling")))
     if (fair := get("fairness")) is not None:
         lines.append(
             f"fairness     A queued {fair['backlog']}, B then {fair['newcomer']}, {fair['slots']}"
@@ -271,6 +281,26 @@ def table(report: dict[str, Any]) -> str:  # noqa: C901 (one line per scenario)
     return "\n".join(lines)
 
 
+def scaling_lines(result: dict[str, Any] | None) -> list[str]:
+    """A line per drain: processes x slots, rate, the server's CPU and WAL per 1,000 jobs."""
+    if result is None:
+        return []
+    lines = []
+    for run in result["drains"]:
+        cpu = run["server_cpu_ms_per_1000"]
+        lines.append(
+            f"scaling      {run['processes']} process{'es' * (run['processes'] > 1):<2}"
+            f" x {run['slots_per_process']:>2} slots"
+            f" {'claiming ahead' if run['claim_ahead'] else 'one row a slot'}:"
+            f" {run['rate']:>7.0f} jobs/s; per 1,000 jobs server CPU"
+            f" {'n/a' if cpu is None else f'{cpu:.0f} ms'}, WAL {run['wal_kb_per_1000']:.0f} KB;"
+            f" {run['connections']} connections"
+        )
+    held = ", ".join(f"{name} {count}" for name, count in result["service_connections"].items())
+    lines.append(f"scaling      connections held, idle: {held}")
+    return lines
+
+
 def game_lines(reviews: dict[str, Any] | None) -> list[str]:
     """The game reviews' lines: the yardsticks, the service's runs, where their time went."""
     if reviews is None:
@@ -328,8 +358,9 @@ def arguments_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only",
         nargs="*",
-        help="run only these scenarios: queue_throughput fairness end_to_end engine_efficiency"
-        " fan_out submit_throughput cache_latency shared_runs progress_fan_out game_reviews",
+        help="run only these scenarios: queue_throughput scaling fairness end_to_end"
+        " engine_efficiency fan_out submit_throughput cache_latency shared_runs"
+        " progress_fan_out game_reviews",
     )
     return parser
 

@@ -1,0 +1,70 @@
+"""`python -m bench.noop_worker URL SLOTS AHEAD`: one worker process of the scaling
+benchmark. Its slots drain the queue through the worker's own claim and write path
+(`engine.batching.Exchange`), with a no-op in place of the engine.
+
+Prints `ready` once connected, starts on a line from stdin, prints how many rows its
+slots finished and exits when the queue is empty. AHEAD 0 claims only for slots that ask
+(as for analyses of a second: one row per slot per statement).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+
+from db import claims
+from db.models import ResultLine
+from db.session import create_pool
+from db.settings import DatabaseSettings
+from engine import batching
+
+NO_OP_RESULT = [ResultLine(rank=1, centipawn_score=0, mate_score=None, pv=(), pv_san=(), depth=0)]
+
+
+async def main(url: str, slots: int, ahead: bool) -> int:
+    settings = DatabaseSettings(pool_size=slots, max_overflow=0)
+    pool = await create_pool(
+        settings, url, application_name="bench-noop-worker", min_size=1, generic_plans=True
+    )
+    worker_id = f"bench-{socket.gethostname()}-{os.getpid()}"
+    exchange = batching.Exchange(
+        pool,
+        worker_id,
+        lease_seconds=30,
+        backoff=claims.NO_BACKOFF,
+        ahead=slots if ahead else 0,
+        ahead_below=1.0 if ahead else 0.0,
+    )
+
+    async def slot() -> int:
+        done = 0
+        while (job := await exchange.next_job()) is not None:
+            outcome = claims.Outcome.of(
+                job, worker_id, claims.Ending.DONE, result=NO_OP_RESULT, engine_name="no-op"
+            )
+            exchange.end_behind(outcome, lambda _status: None)
+            done += 1
+        return done
+
+    try:
+        say("ready")
+        await asyncio.to_thread(sys.stdin.readline)
+        counts = await asyncio.gather(*(slot() for _ in range(slots)))
+        await exchange.drain(600)
+        say(str(sum(counts)))
+        return 0
+    finally:
+        await exchange.close()
+        await pool.close()
+
+
+def say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    url, slots, ahead = sys.argv[1], int(sys.argv[2]), sys.argv[3] != "0"
+    sys.exit(asyncio.run(main(url, slots, ahead)))

@@ -1,0 +1,180 @@
+"""What one PostgreSQL carries: the queue's drain of no-op jobs across worker processes
+and slots per process, with the server's CPU and WAL bytes per thousand jobs and the
+connections each process holds (docs/scaling.md reads its figures from here).
+
+Every worker process is `bench.noop_worker`: the worker's own claim and write path, a
+no-op in place of the engine. Two regimes:
+
+- claiming ahead (as for short analyses): a statement carries the ends and claims of
+  many rows;
+- one row per slot per statement (as for analyses of a second or more, which claim no
+  row ahead): the cost per job of real work at its dearest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from bench import server_load, services
+from bench.databases import scratch
+from db import migrations
+from db.settings import asyncpg_dsn
+
+FEN = "8/8/6P1/4R3/8/6k1/2r5/6K1 b - - 0 1"
+TIMEOUT_SECONDS = 600
+
+AHEAD_RUNS = [(1, 1), (1, 2), (1, 8), (1, 32), (2, 8), (4, 8), (8, 8)]
+"""(worker processes, slots each) while claiming ahead."""
+ONE_ROW_RUNS = [(1, 8), (2, 8), (4, 8), (8, 8)]
+"""(worker processes, slots each) with one row per slot per statement."""
+
+
+@dataclass(frozen=True)
+class Drain:
+    processes: int
+    slots_per_process: int
+    claim_ahead: bool
+    jobs: int
+    seconds: float
+    server_cpu_seconds: float | None
+    """The server's CPU during the drain (None when it does not run on this machine)."""
+    wal_bytes: int
+    connections: int
+    """Connections to the benchmark's database while the workers ran."""
+
+    @property
+    def rate(self) -> float:
+        return self.jobs / self.seconds
+
+    @property
+    def server_cpu_ms_per_1000(self) -> float | None:
+        if self.server_cpu_seconds is None:
+            return None
+        return 1000 * self.server_cpu_seconds / self.jobs * 1000
+
+    @property
+    def wal_kb_per_1000(self) -> float:
+        return self.wal_bytes / self.jobs
+
+
+@dataclass(frozen=True)
+class Scaling:
+    drains: list[Drain]
+    service_connections: dict[str, int]
+    """Connections an API process and a worker process hold, idle, by application name."""
+
+
+async def drain(
+    server_url: str,
+    postmaster: int | None,
+    jobs: int,
+    processes: int,
+    slots: int,
+    claim_ahead: bool,
+) -> Drain:
+    async with scratch(server_url, "scaling") as url:
+        await asyncio.to_thread(migrations.upgrade, url)
+        connection = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            await connection.execute(
+                "INSERT INTO analyses (fen, num_moves_to_return, time_limit)"
+                " SELECT $1, 1, 0.1 FROM generate_series(1, $2::integer)",
+                FEN,
+                jobs,
+            )
+            await connection.execute("VACUUM ANALYZE analyses")
+            workers = [
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.noop_worker",
+                        url,
+                        str(slots),
+                        str(int(claim_ahead)),
+                    ],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                )
+                for _ in range(processes)
+            ]
+            try:
+                for worker in workers:
+                    assert worker.stdout is not None
+                    ready = await asyncio.to_thread(worker.stdout.readline)
+                    assert ready.strip() == b"ready", ready
+                wal_before = await server_load.wal_lsn(url)
+                cpu_before = server_load.cpu_seconds(postmaster)
+                started = time.perf_counter()
+                for worker in workers:
+                    assert worker.stdin is not None
+                    worker.stdin.write(b"go\n")
+                    worker.stdin.flush()
+                connections = await connection.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND application_name = 'bench-noop-worker'"
+                )
+                counts = await asyncio.wait_for(
+                    asyncio.gather(*(asyncio.to_thread(finished, w) for w in workers)),
+                    TIMEOUT_SECONDS,
+                )
+                seconds = time.perf_counter() - started
+                cpu_after = server_load.cpu_seconds(postmaster)
+                wal_after = await server_load.wal_lsn(url)
+            finally:
+                for worker in workers:
+                    if worker.poll() is None:
+                        worker.kill()
+                        worker.wait()
+            assert sum(counts) == jobs, counts
+            done = await connection.fetchval("SELECT count(*) FROM analyses WHERE status = 'done'")
+            assert done == jobs, "every job written DONE"
+        finally:
+            await connection.close()
+    cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    return Drain(
+        processes, slots, claim_ahead, jobs, seconds, cpu, wal_after - wal_before, connections
+    )
+
+
+def finished(worker: subprocess.Popen[bytes]) -> int:
+    out, _ = worker.communicate(timeout=TIMEOUT_SECONDS)
+    return int(out.split()[-1])
+
+
+async def service_connections(server_url: str, logs: Path) -> dict[str, int]:
+    """An API process and a worker process started as `make run` starts them, once both
+    answer (the API's readiness, the worker listening), idle."""
+    async with scratch(server_url, "connections") as url:
+        await asyncio.to_thread(migrations.upgrade, url)
+        async with services.running(url, logs, workers=1, slots=2):
+            connection = await asyncpg.connect(asyncpg_dsn(url))
+            try:
+                rows = await connection.fetch(
+                    "SELECT application_name, count(*) AS n FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " GROUP BY application_name ORDER BY application_name"
+                )
+            finally:
+                await connection.close()
+    return {row["application_name"]: row["n"] for row in rows}
+
+
+async def run(server_url: str, pgdata: Path | None, logs: Path, jobs: int) -> Scaling:
+    postmaster = server_load.local_postmaster(pgdata)
+    drains = [
+        await drain(server_url, postmaster, jobs, processes, slots, claim_ahead=True)
+        for processes, slots in AHEAD_RUNS
+    ]
+    drains += [
+        await drain(server_url, postmaster, jobs // 4, processes, slots, claim_ahead=False)
+        for processes, slots in ONE_ROW_RUNS
+    ]
+    return Scaling(drains, await service_connections(server_url, logs))
