@@ -1,10 +1,8 @@
-"""`python -m bench.noop_worker URL SLOTS AHEAD`: one worker process of the scaling
-benchmark. Its slots drain the queue through the worker's own claim and write path
-(`engine.batching.Exchange`), with a no-op in place of the engine.
-
-Prints `ready` once connected, starts on a line from stdin, prints how many rows its
-slots finished and exits when the queue is empty. AHEAD 0 claims only for slots that ask
-(as for analyses of a second: one row per slot per statement).
+"""`python -m bench.noop_worker URL SLOTS AHEAD`: one worker process of the queue and
+scaling benchmarks (see `bench.drainers`). Its slots drain the queue through the
+worker's own claim and write path (`engine.batching.Exchange`), with a no-op in place of
+the engine. AHEAD 0 claims only for slots that ask (as for analyses of a second: one row
+per slot per statement).
 """
 
 from __future__ import annotations
@@ -14,6 +12,7 @@ import os
 import socket
 import sys
 
+from bench.drainers import say, wait_for_go
 from db import claims
 from db.models import ResultLine
 from db.session import create_pool
@@ -50,7 +49,7 @@ async def main(url: str, slots: int, ahead: bool) -> int:
 
     try:
         say("ready")
-        await asyncio.to_thread(sys.stdin.readline)
+        await wait_for_go()
         counts = await asyncio.gather(*(slot() for _ in range(slots)))
         await exchange.drain(600)
         say(str(sum(counts)))
@@ -58,11 +57,6 @@ async def main(url: str, slots: int, ahead: bool) -> int:
     finally:
         await exchange.close()
         await pool.close()
-
-
-def say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ its best, never at a default.
 - pgqueuer: `batch_size` (jobs fetched per dequeue) from 10 up, multiplied by 4 while the
   drain rate still gains 5 %;
 - procrastinate: `concurrency` and whether finished jobs are deleted;
-- this project: how many rows a slot may claim ahead (`most_ahead_per_slot`).
+- this project: how many rows a slot may claim ahead (`most_ahead_per_slot`);
+- both: how many worker processes drain the queue together (this project's processes
+  with its shipped setting, pgqueuer's swept again for each number of processes).
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import json
 import time
 from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bench import drainers
 from bench.databases import scratch
-from db import claims, migrations, submissions
+from db import claims, migrations
 from db.models import ResultLine
 from db.session import create_engine, create_pool
 from db.settings import DatabaseSettings, asyncpg_dsn
@@ -57,18 +62,9 @@ async def ours(
         await asyncio.to_thread(migrations.upgrade, url)
         settings = DatabaseSettings(pool_size=workers, max_overflow=0)
         database = create_engine(settings, url, application_name="bench")
-        pool = await create_pool(settings, url, application_name="bench")
+        pool = await create_pool(settings, url, application_name="bench", generic_plans=True)
         try:
-            started = time.perf_counter()
-            request = submissions.NewAnalysis(FEN, 1, 0.1, None)
-            async with database.begin() as connection:
-                # One statement for the batch, as a bulk import would do it.
-                await connection.exec_driver_sql(
-                    "INSERT INTO analyses (fen, num_moves_to_return, time_limit)"
-                    f" SELECT $1, 1, 0.1 FROM generate_series(1, {jobs})",
-                    (request.fen,),
-                )
-            enqueued = time.perf_counter() - started
+            enqueued = await enqueue(database, jobs)
 
             # A worker's slots, as engine/slot.py drives them, with a no-op for the engine.
             worker_id = "bench-worker"
@@ -100,16 +96,52 @@ async def ours(
             await exchange.drain(TIMEOUT_SECONDS)
             drained = time.perf_counter() - started
             assert sum(counts) == jobs, counts
-            async with database.connect() as connection:
-                finished = await connection.exec_driver_sql(
-                    "SELECT count(*) FROM analyses WHERE status = 'done'"
-                )
-                assert finished.scalar_one() == jobs, "every job written DONE"
+            await assert_all_done(database, jobs)
             setting = f"claim ahead <= {most_ahead_per_slot}/slot"
             return Throughput("chess-analysis", setting, jobs, enqueued, drained)
         finally:
             await pool.close()
             await database.dispose()
+
+
+async def ours_processes(server_url: str, jobs: int, processes: int, slots: int) -> Throughput:
+    """`processes` worker processes of `slots` slots each (`bench.noop_worker`)."""
+    async with scratch(server_url, "ours") as url:
+        await asyncio.to_thread(migrations.upgrade, url)
+        database = create_engine(DatabaseSettings(), url, application_name="bench")
+        try:
+            enqueued = await enqueue(database, jobs)
+            command = ["bench.noop_worker", url, str(slots), "1"]
+            async with drainers.ready([command] * processes) as go:
+                drained, counts = await go()
+            assert sum(counts) == jobs, counts
+            await assert_all_done(database, jobs)
+        finally:
+            await database.dispose()
+    setting = (
+        f"{processes} processes x {slots} slots, claim ahead <= {batching.MOST_AHEAD_PER_SLOT}"
+    )
+    return Throughput("chess-analysis", setting, jobs, enqueued, drained)
+
+
+async def enqueue(database: AsyncEngine, jobs: int) -> float:
+    """Seconds to store `jobs` analyses in one statement, as a bulk import would."""
+    started = time.perf_counter()
+    async with database.begin() as connection:
+        await connection.exec_driver_sql(
+            "INSERT INTO analyses (fen, num_moves_to_return, time_limit)"
+            f" SELECT $1, 1, 0.1 FROM generate_series(1, {jobs})",
+            (FEN,),
+        )
+    return time.perf_counter() - started
+
+
+async def assert_all_done(database: AsyncEngine, jobs: int) -> None:
+    async with database.connect() as connection:
+        finished = await connection.exec_driver_sql(
+            "SELECT count(*) FROM analyses WHERE status = 'done'"
+        )
+        assert finished.scalar_one() == jobs, "every job written DONE"
 
 
 async def pgqueuer(server_url: str, jobs: int, workers: int, batch_size: int) -> Throughput:
@@ -145,6 +177,32 @@ async def pgqueuer(server_url: str, jobs: int, workers: int, batch_size: int) ->
             return Throughput("pgqueuer", f"batch_size={batch_size}", jobs, enqueued, drained)
         finally:
             await pool.close()
+
+
+async def pgqueuer_processes(
+    server_url: str, jobs: int, processes: int, batch_size: int
+) -> Throughput:
+    """`processes` pgqueuer processes (`bench.pgqueuer_worker`) at `batch_size`."""
+    import asyncpg
+    from pgqueuer import AsyncpgPoolDriver, Queries
+
+    async with scratch(server_url, "pgqueuer") as url:
+        pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=2)
+        try:
+            queries = Queries(AsyncpgPoolDriver(pool))
+            await queries.install()
+            started = time.perf_counter()
+            payload = json.dumps({"fen": FEN}).encode()
+            await queries.enqueue(["analyse"] * jobs, [payload] * jobs, [0] * jobs)
+            enqueued = time.perf_counter() - started
+        finally:
+            await pool.close()
+        command = ["bench.pgqueuer_worker", url, str(batch_size)]
+        async with drainers.ready([command] * processes) as go:
+            drained, counts = await go()
+        assert sum(counts) == jobs, counts
+    setting = f"{processes} processes, batch_size={batch_size}"
+    return Throughput("pgqueuer", setting, jobs, enqueued, drained)
 
 
 async def procrastinate(
@@ -189,23 +247,40 @@ PGQUEUER_FIRST_BATCH = 10
 PGQUEUER_MOST_BATCH = 10_000
 PROCRASTINATE_SETTINGS = [(8, "never"), (32, "never"), (32, "always"), (128, "never")]
 OUR_AHEAD = [batching.MOST_AHEAD_PER_SLOT, 4, 64]
+PROCESSES = [2, 4]
 
 
 async def run(server_url: str, jobs: int, workers: int) -> list[Throughput]:
     """Each system across its settings, in turn, each run on its own database of the same
     server; this project's first row is its shipped setting."""
     rows = [await ours(server_url, jobs, workers, ahead) for ahead in OUR_AHEAD]
+    rows += await pgqueuer_sweep(server_url, jobs, 1, workers)
+    for processes in PROCESSES:
+        rows.append(await ours_processes(server_url, jobs, processes, workers))
+        rows += await pgqueuer_sweep(server_url, jobs, processes, workers)
+    for concurrency, delete_jobs in PROCRASTINATE_SETTINGS:
+        rows.append(await procrastinate(server_url, min(jobs, 5_000), concurrency, delete_jobs))
+    return rows
+
+
+async def pgqueuer_sweep(
+    server_url: str, jobs: int, processes: int, workers: int
+) -> list[Throughput]:
+    """pgqueuer in `processes` processes, its batch size from 10 up, times 4 while the
+    drain still gains 5 %."""
+    rows: list[Throughput] = []
     best = 0.0
     batch = PGQUEUER_FIRST_BATCH
     while batch <= PGQUEUER_MOST_BATCH:
-        row = await pgqueuer(server_url, jobs, workers, batch)
+        if processes == 1:
+            row = await pgqueuer(server_url, jobs, workers, batch)
+        else:
+            row = await pgqueuer_processes(server_url, jobs, processes, batch)
         rows.append(row)
         if row.drain_rate < best * GAIN:
             break
         best = max(best, row.drain_rate)
         batch *= 4
-    for concurrency, delete_jobs in PROCRASTINATE_SETTINGS:
-        rows.append(await procrastinate(server_url, min(jobs, 5_000), concurrency, delete_jobs))
     return rows
 
 

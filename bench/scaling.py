@@ -14,21 +14,17 @@ no-op in place of the engine. Two regimes:
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
-from bench import server_load, services
+from bench import drainers, server_load, services
 from bench.databases import scratch
 from db import migrations
 from db.settings import asyncpg_dsn
 
 FEN = "8/8/6P1/4R3/8/6k1/2r5/6K1 b - - 0 1"
-TIMEOUT_SECONDS = 600
 
 AHEAD_RUNS = [(1, 1), (1, 2), (1, 8), (1, 32), (2, 8), (4, 8), (8, 8)]
 """(worker processes, slots each) while claiming ahead."""
@@ -90,49 +86,18 @@ async def drain(
                 jobs,
             )
             await connection.execute("VACUUM ANALYZE analyses")
-            workers = [
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "bench.noop_worker",
-                        url,
-                        str(slots),
-                        str(int(claim_ahead)),
-                    ],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                )
-                for _ in range(processes)
-            ]
-            try:
-                for worker in workers:
-                    assert worker.stdout is not None
-                    ready = await asyncio.to_thread(worker.stdout.readline)
-                    assert ready.strip() == b"ready", ready
+            command = ["bench.noop_worker", url, str(slots), str(int(claim_ahead))]
+            async with drainers.ready([command] * processes) as go:
                 wal_before = await server_load.wal_lsn(url)
                 cpu_before = server_load.cpu_seconds(postmaster)
-                started = time.perf_counter()
-                for worker in workers:
-                    assert worker.stdin is not None
-                    worker.stdin.write(b"go\n")
-                    worker.stdin.flush()
+                running = asyncio.create_task(go())
                 connections = await connection.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND application_name = 'bench-noop-worker'"
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND application_name = 'bench-noop-worker'"
                 )
-                counts = await asyncio.wait_for(
-                    asyncio.gather(*(asyncio.to_thread(finished, w) for w in workers)),
-                    TIMEOUT_SECONDS,
-                )
-                seconds = time.perf_counter() - started
+                seconds, counts = await running
                 cpu_after = server_load.cpu_seconds(postmaster)
                 wal_after = await server_load.wal_lsn(url)
-            finally:
-                for worker in workers:
-                    if worker.poll() is None:
-                        worker.kill()
-                        worker.wait()
             assert sum(counts) == jobs, counts
             done = await connection.fetchval("SELECT count(*) FROM analyses WHERE status = 'done'")
             assert done == jobs, "every job written DONE"
@@ -142,11 +107,6 @@ async def drain(
     return Drain(
         processes, slots, claim_ahead, jobs, seconds, cpu, wal_after - wal_before, connections
     )
-
-
-def finished(worker: subprocess.Popen[bytes]) -> int:
-    out, _ = worker.communicate(timeout=TIMEOUT_SECONDS)
-    return int(out.split()[-1])
 
 
 async def service_connections(server_url: str, logs: Path) -> dict[str, int]:
