@@ -147,6 +147,9 @@ class NotificationHub:
         self._wake_soon([analysis_id])
 
     def _on_notification(self, channel: str, payload: str) -> None:
+        if channel == notifications.ANALYSIS_DONE:
+            self._on_done(payload)
+            return
         analysis_id = notifications.parse_id_payload(payload)
         if analysis_id is None:
             log.warning("dropping malformed %s payload %r", channel, payload)
@@ -159,9 +162,14 @@ class NotificationHub:
             # a game's waiters read the game themselves: wake them, no row
             for waiter in self._waiters.get(analysis_id, ()):
                 waiter.wake()
+
+    def _on_done(self, payload: str) -> None:
+        ended = notifications.parse_ids_payload(payload)
+        if ended is None:
+            log.warning("dropping malformed %s payload %r", notifications.ANALYSIS_DONE, payload)
             return
-        if analysis_id in self._waiters:
-            self._wake_soon([analysis_id])
+        if awaited := [analysis_id for analysis_id in ended if analysis_id in self._waiters]:
+            self._wake_soon(awaited)
 
     def _wake_soon(self, ids: list[uuid.UUID]) -> None:
         self._due.update(ids)

@@ -130,9 +130,9 @@ async def service(
         finished = 0
         all_done = asyncio.Event()
 
-        def count(*_: object) -> None:
+        def count(_connection: object, _pid: int, _channel: str, payload: str) -> None:
             nonlocal finished
-            finished += 1
+            finished += len(payload.split(","))  # the ids one statement ended
             if finished == len(fens):
                 all_done.set()
 

@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 ANALYSIS_QUEUED = "analysis_queued"
 """A row entered the queue (payload empty): idle workers should claim."""
 ANALYSIS_DONE = "analysis_done"
-"""A row reached done, failed or canceled (payload: its id): subscribers should read it."""
+"""Rows reached done, failed or canceled (payload: their ids, comma-separated: all that
+one statement ended, up to 200 a notification; `parse_ids_payload`): subscribers should
+read them."""
 ANALYSIS_CANCEL = "analysis_cancel"
 """A client asked to cancel a running run (payload: the run's id): its worker should stop it."""
 ANALYSIS_WATCH = "analysis_watch"
@@ -43,6 +45,14 @@ def parse_id_payload(payload: str) -> uuid.UUID | None:
     notification carries, if well-formed."""
     try:
         return uuid.UUID(payload)
+    except ValueError:
+        return None
+
+
+def parse_ids_payload(payload: str) -> list[uuid.UUID] | None:
+    """The ids an `analysis_done` notification carries, if well-formed."""
+    try:
+        return [uuid.UUID(part) for part in payload.split(",")]
     except ValueError:
         return None
 

@@ -46,9 +46,10 @@ RECENT_WEIGHT = 0.2
 """Weight of the latest figure in the running averages of analysis and statement times."""
 MOST_AHEAD_PER_SLOT = 16
 """Rows claimed ahead per slot, at most (however short the analyses). The drain of no-op
-jobs across this bound (`make bench`, 8 slots): 4 → 9,900 jobs/s, 16 → 13,200, 64 →
-12,600; analyses of a millisecond or more take far fewer (one per analysis that fits in
-a statement's round trip)."""
+jobs across this bound (`make bench`, 8 slots, one run): 4 → 11,000 jobs/s, 16 → 14,800,
+64 → 15,500 (within the noise of 16, for four times the rows held); analyses of a
+millisecond or more take far fewer (one per analysis that fits in a statement's round
+trip)."""
 TRACKED_JOBS = 1024
 """Hand-out times kept for the average (rows that never report a result drop out)."""
 FIRST_RETRY_SECONDS = 0.1

@@ -149,6 +149,6 @@ class Completions:
         )
 
     def _count(self, _channel: str, payload: str) -> None:
-        analysis_id = notifications.parse_id_payload(payload)
-        assert analysis_id is not None
-        self.counts[analysis_id] += 1
+        ended = notifications.parse_ids_payload(payload)
+        assert ended is not None
+        self.counts.update(ended)

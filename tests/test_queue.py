@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import claims, notifications, submissions
-from db.claims import Ending
+from db.claims import Ending, Outcome
 from db.models import AnalysisStatus, ResultLine
 from db.settings import asyncpg_dsn
 from tests.conftest import REFERENCE_FEN
@@ -151,8 +151,36 @@ async def test_triggers_notify_queued_and_done(
         assert await claims.finish(pool, job, "w", [LINE], "x")
         channel, payload = await asyncio.wait_for(received.get(), 5)
         assert channel == notifications.ANALYSIS_DONE
-        assert notifications.parse_id_payload(payload) == row.id
+        assert notifications.parse_ids_payload(payload) == [row.id]
         assert received.empty(), "claiming (queued → running) must not notify"
+    finally:
+        await listener.close()
+
+
+async def test_one_statement_ending_many_rows_tells_them_in_few_notifications(
+    database: AsyncEngine, database_url: str, pool: asyncpg.Pool
+) -> None:
+    received: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await listener.add_listener(
+            notifications.ANALYSIS_DONE, lambda _c, _p, _ch, payload: received.put_nowait(payload)
+        )
+        rows = [await store(database) for _ in range(250)]
+        jobs = (await claims.exchange(pool, "w", LEASE, claim=len(rows))).claimed
+        assert len(jobs) == len(rows)
+        outcomes = [
+            Outcome.of(job, "w", Ending.DONE, result=[LINE], engine_name="x") for job in jobs
+        ]
+        ended = await claims.exchange(pool, "w", LEASE, claim=0, outcomes=outcomes)
+        assert len(ended.ended) == len(rows)
+        payloads = [await asyncio.wait_for(received.get(), 5) for _ in range(2)]
+        await listener.execute("SELECT 1")
+        assert received.empty(), "250 rows ended by one statement: two notifications"
+        told = [notifications.parse_ids_payload(payload) or [] for payload in payloads]
+        assert sorted(len(ids) for ids in told) == [50, 200]
+        assert all(len(payload) <= 8000 for payload in payloads)
+        assert sorted(i for ids in told for i in ids) == sorted(row.id for row in rows)
     finally:
         await listener.close()
 
@@ -182,3 +210,31 @@ async def test_terminal_among_reports_finished_ids(database: AsyncEngine) -> Non
     assert finished.result == []
     found = await notifications.terminal_among(database, [queued.id, finished.id, uuid.uuid4()])
     assert found == {finished.id}
+
+
+async def test_the_ending_rule_is_inlined_and_says_what_it_says(database: AsyncEngine) -> None:
+    # Inlined, the rule costs an expression per row ended, not a SQL function call.
+    cases = {
+        ("done", False, 1, 3): "done",
+        ("failed", True, 1, 3): "failed",
+        ("canceled", False, 3, 3): "canceled",
+        ("retry", False, 1, 3): "queued",
+        ("retry", False, 3, 3): "failed",
+        ("retry", True, 1, 3): "canceled",
+        ("lost", False, 2, 3): "queued",
+        ("released", False, 3, 3): "queued",
+    }
+    async with database.connect() as connection:
+        for (ending, cancel, attempts, most), status in cases.items():
+            arguments = {"e": ending, "c": cancel, "a": attempts, "m": most}
+            ended = await connection.execute(
+                text("SELECT analysis_ending_status(:e, :c, :a, :m)::text"), arguments
+            )
+            assert ended.scalar_one() == status, (ending, cancel, attempts, most)
+        plan = await connection.execute(
+            text(
+                "EXPLAIN (VERBOSE) SELECT analysis_ending_status(x, false, 1, 3)"
+                " FROM (VALUES ('retry'), ('done')) AS v(x)"
+            )
+        )
+        assert "analysis_ending_status" not in "\n".join(row[0] for row in plan)
