@@ -1,6 +1,8 @@
 """End to end through GraphQL: submitAnalysis over HTTP, analysisCompleted over WebSocket,
-real Stockfish at depth 1. Latency is from sending the mutation to receiving the event;
-"overhead" subtracts the engine's own time (the row's started_at to finished_at)."""
+real Stockfish at depth 1, each a search of its own (`fresh`: the one position would
+otherwise be answered from the cache). Latency is from sending the mutation to receiving
+the event; "overhead" subtracts the engine's own time (the row's started_at to
+finished_at)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,10 @@ from bench import services
 from db.settings import asyncpg_dsn
 
 FEN = "r1bqkbnr/pppp1ppp/2n5/4p3/4P3/5N2/PPPP1PPP/RNBQKB1R w KQkq - 2 3"
-SUBMIT = "mutation($fen: String!) { submitAnalysis(input: {fen: $fen, depthLimit: 1}) { id } }"
+SUBMIT = (
+    "mutation($fen: String!) {"
+    " submitAnalysis(input: {fen: $fen, depthLimit: 1, fresh: true}) { id } }"
+)
 COMPLETED = "subscription($id: ID!) { analysisCompleted(id: $id) { id status } }"
 TIMEOUT_SECONDS = 600
 

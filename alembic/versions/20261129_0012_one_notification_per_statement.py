@@ -35,30 +35,29 @@ NOTIFY_ENDS = f"""
     CREATE OR REPLACE FUNCTION analyses_notify_ends() RETURNS trigger
     LANGUAGE plpgsql AS $$
     DECLARE
-        payload text;
+        ended uuid[];
+        games uuid[];
+        requeued boolean;
+        game uuid;
     BEGIN
-        FOR payload IN
-            SELECT string_agg(changed.id::text, ',')
-              FROM (SELECT n.id, row_number() OVER () - 1 AS n
-                      FROM new_rows AS n JOIN old_rows AS o ON o.id = n.id
-                     WHERE n.status IS DISTINCT FROM o.status
-                       AND n.status IN ('done', 'failed', 'canceled')) AS changed
-             GROUP BY changed.n / {IDS_PER_NOTIFICATION}
-        LOOP
-            PERFORM pg_notify('analysis_done', payload);
+        -- one pass over the rows whose status the statement changed
+        SELECT array_agg(n.id) FILTER (WHERE n.status IN ('done', 'failed', 'canceled')),
+               array_agg(DISTINCT n.game_id)
+                   FILTER (WHERE n.status IN ('done', 'failed', 'canceled')
+                             AND n.game_id IS NOT NULL),
+               -- a follower is never claimed: nothing for a worker to do
+               coalesce(bool_or(n.status = 'queued' AND NOT n.follows), false)
+          INTO ended, games, requeued
+          FROM new_rows AS n JOIN old_rows AS o ON o.id = n.id
+         WHERE n.status IS DISTINCT FROM o.status;
+        FOR i IN 1 .. coalesce(array_length(ended, 1), 0) BY {IDS_PER_NOTIFICATION} LOOP
+            PERFORM pg_notify('analysis_done', array_to_string(
+                ended[i : i + {IDS_PER_NOTIFICATION - 1}], ','));
         END LOOP;
-        FOR payload IN
-            SELECT DISTINCT n.game_id::text
-              FROM new_rows AS n JOIN old_rows AS o ON o.id = n.id
-             WHERE n.status IS DISTINCT FROM o.status
-               AND n.status IN ('done', 'failed', 'canceled') AND n.game_id IS NOT NULL
-        LOOP
-            PERFORM pg_notify('game_progress', payload);
+        FOREACH game IN ARRAY coalesce(games, '{{}}') LOOP
+            PERFORM pg_notify('game_progress', game::text);
         END LOOP;
-        -- a follower is never claimed: nothing for a worker to do
-        IF EXISTS (SELECT 1 FROM new_rows AS n JOIN old_rows AS o ON o.id = n.id
-                    WHERE n.status IS DISTINCT FROM o.status AND n.status = 'queued'
-                      AND NOT n.follows) THEN
+        IF requeued THEN
             PERFORM pg_notify('analysis_queued', '');
         END IF;
         RETURN NULL;
