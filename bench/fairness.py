@@ -12,7 +12,8 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from bench.queue_throughput import FEN, NO_OP_RESULT
+from bench.noop_worker import NO_OP_RESULT
+from bench.queue_throughput import FEN
 from db import claims, submissions, tenants
 from db.session import create_pool
 from db.settings import DatabaseSettings

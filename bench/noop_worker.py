@@ -1,8 +1,9 @@
-"""`python -m bench.noop_worker URL SLOTS AHEAD`: one worker process of the queue and
-scaling benchmarks (see `bench.drainers`). Its slots drain the queue through the
-worker's own claim and write path (`engine.batching.Exchange`), with a no-op in place of
-the engine. AHEAD 0 claims only for slots that ask (as for analyses of a second: one row
-per slot per statement).
+"""`python -m bench.noop_worker URL SLOTS MOST_AHEAD_PER_SLOT`: one worker process of the
+queue and scaling benchmarks (see `bench.drainers`). Its slots drain the queue through
+the worker's own claim and write path (`engine.batching.Exchange`, as `engine.slot`
+drives it), with a no-op in place of the engine: each result is written behind, the slot
+goes on. MOST_AHEAD_PER_SLOT 0 claims only for slots that ask (as for analyses of a
+second: one row per slot per statement).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from db.models import ResultLine
 from db.session import create_pool
 from db.settings import DatabaseSettings
 from engine import batching
+from engine.settings import EngineSettings
 
 NO_OP_RESULT = [ResultLine(rank=1, centipawn_score=0, mate_score=None, pv=(), pv_san=(), depth=0)]
 
 
-async def main(url: str, slots: int, ahead: bool) -> int:
+async def main(url: str, slots: int, most_ahead_per_slot: int) -> int:
     settings = DatabaseSettings(pool_size=slots, max_overflow=0)
     pool = await create_pool(
         settings, url, application_name="bench-noop-worker", min_size=1, generic_plans=True
@@ -33,8 +35,9 @@ async def main(url: str, slots: int, ahead: bool) -> int:
         worker_id,
         lease_seconds=30,
         backoff=claims.NO_BACKOFF,
-        ahead=slots if ahead else 0,
-        ahead_below=1.0 if ahead else 0.0,
+        ahead=slots if most_ahead_per_slot else 0,
+        ahead_below=EngineSettings().claim_ahead_below,
+        most_ahead_per_slot=most_ahead_per_slot,
     )
 
     async def slot() -> int:
@@ -60,5 +63,4 @@ async def main(url: str, slots: int, ahead: bool) -> int:
 
 
 if __name__ == "__main__":
-    url, slots, ahead = sys.argv[1], int(sys.argv[2]), sys.argv[3] != "0"
-    sys.exit(asyncio.run(main(url, slots, ahead)))
+    sys.exit(asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))

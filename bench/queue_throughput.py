@@ -22,15 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench import drainers
 from bench.databases import scratch
-from db import claims, migrations
-from db.models import ResultLine
-from db.session import create_engine, create_pool
+from db import migrations
+from db.session import create_engine
 from db.settings import DatabaseSettings, asyncpg_dsn
 from engine import batching
-from engine.settings import EngineSettings
 
 FEN = "8/8/6P1/4R3/8/6k1/2r5/6K1 b - - 0 1"
-NO_OP_RESULT = [ResultLine(rank=1, centipawn_score=0, mate_score=None, pv=(), pv_san=(), depth=0)]
 TIMEOUT_SECONDS = 600
 
 
@@ -55,72 +52,26 @@ class Throughput:
 async def ours(
     server_url: str,
     jobs: int,
-    workers: int,
+    slots: int,
     most_ahead_per_slot: int = batching.MOST_AHEAD_PER_SLOT,
+    processes: int = 1,
 ) -> Throughput:
-    async with scratch(server_url, "ours") as url:
-        await asyncio.to_thread(migrations.upgrade, url)
-        settings = DatabaseSettings(pool_size=workers, max_overflow=0)
-        database = create_engine(settings, url, application_name="bench")
-        pool = await create_pool(settings, url, application_name="bench", generic_plans=True)
-        try:
-            enqueued = await enqueue(database, jobs)
-
-            # A worker's slots, as engine/slot.py drives them, with a no-op for the engine.
-            worker_id = "bench-worker"
-            exchange = batching.Exchange(
-                pool,
-                worker_id,
-                lease_seconds=30,
-                backoff=claims.NO_BACKOFF,
-                ahead=workers,
-                ahead_below=EngineSettings().claim_ahead_below,
-                most_ahead_per_slot=most_ahead_per_slot,
-            )
-
-            async def slot() -> int:
-                done = 0
-                while (job := await exchange.next_job()) is not None:
-                    # As a slot does: the result is written behind, the slot goes on.
-                    done_outcome = claims.Outcome.of(
-                        job, worker_id, claims.Ending.DONE, result=NO_OP_RESULT, engine_name="no-op"
-                    )
-                    exchange.end_behind(done_outcome, lambda _status: None)
-                    done += 1
-                return done
-
-            started = time.perf_counter()
-            counts = await asyncio.wait_for(
-                asyncio.gather(*(slot() for _ in range(workers))), TIMEOUT_SECONDS
-            )
-            await exchange.drain(TIMEOUT_SECONDS)
-            drained = time.perf_counter() - started
-            assert sum(counts) == jobs, counts
-            await assert_all_done(database, jobs)
-            setting = f"claim ahead <= {most_ahead_per_slot}/slot"
-            return Throughput("chess-analysis", setting, jobs, enqueued, drained)
-        finally:
-            await pool.close()
-            await database.dispose()
-
-
-async def ours_processes(server_url: str, jobs: int, processes: int, slots: int) -> Throughput:
     """`processes` worker processes of `slots` slots each (`bench.noop_worker`)."""
     async with scratch(server_url, "ours") as url:
         await asyncio.to_thread(migrations.upgrade, url)
         database = create_engine(DatabaseSettings(), url, application_name="bench")
         try:
             enqueued = await enqueue(database, jobs)
-            command = ["bench.noop_worker", url, str(slots), "1"]
+            command = ["bench.noop_worker", url, str(slots), str(most_ahead_per_slot)]
             async with drainers.ready([command] * processes) as go:
                 drained, counts = await go()
             assert sum(counts) == jobs, counts
             await assert_all_done(database, jobs)
         finally:
             await database.dispose()
-    setting = (
-        f"{processes} processes x {slots} slots, claim ahead <= {batching.MOST_AHEAD_PER_SLOT}"
-    )
+    setting = f"claim ahead <= {most_ahead_per_slot}/slot"
+    if processes > 1:
+        setting = f"{processes} processes x {slots} slots, {setting}"
     return Throughput("chess-analysis", setting, jobs, enqueued, drained)
 
 
@@ -144,44 +95,7 @@ async def assert_all_done(database: AsyncEngine, jobs: int) -> None:
         assert finished.scalar_one() == jobs, "every job written DONE"
 
 
-async def pgqueuer(server_url: str, jobs: int, workers: int, batch_size: int) -> Throughput:
-    import asyncpg
-    from pgqueuer import AsyncpgPoolDriver, Job, Queries, QueueManager
-    from pgqueuer.domain.types import QueueExecutionMode
-
-    async with scratch(server_url, "pgqueuer") as url:
-        pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=2, max_size=workers + 2)
-        try:
-            driver = AsyncpgPoolDriver(pool)
-            queries = Queries(driver)
-            await queries.install()
-            started = time.perf_counter()
-            payload = json.dumps({"fen": FEN}).encode()
-            await queries.enqueue(["analyse"] * jobs, [payload] * jobs, [0] * jobs)
-            enqueued = time.perf_counter() - started
-            manager = QueueManager(queries)
-            done = 0
-
-            @manager.entrypoint("analyse")
-            async def analyse(_job: Job) -> None:
-                nonlocal done
-                done += 1
-
-            started = time.perf_counter()
-            await asyncio.wait_for(
-                manager.run(mode=QueueExecutionMode.drain, batch_size=batch_size),
-                TIMEOUT_SECONDS,
-            )
-            drained = time.perf_counter() - started
-            assert done == jobs, done
-            return Throughput("pgqueuer", f"batch_size={batch_size}", jobs, enqueued, drained)
-        finally:
-            await pool.close()
-
-
-async def pgqueuer_processes(
-    server_url: str, jobs: int, processes: int, batch_size: int
-) -> Throughput:
+async def pgqueuer(server_url: str, jobs: int, processes: int, batch_size: int) -> Throughput:
     """`processes` pgqueuer processes (`bench.pgqueuer_worker`) at `batch_size`."""
     import asyncpg
     from pgqueuer import AsyncpgPoolDriver, Queries
@@ -201,7 +115,9 @@ async def pgqueuer_processes(
         async with drainers.ready([command] * processes) as go:
             drained, counts = await go()
         assert sum(counts) == jobs, counts
-    setting = f"{processes} processes, batch_size={batch_size}"
+    setting = f"batch_size={batch_size}"
+    if processes > 1:
+        setting = f"{processes} processes, {setting}"
     return Throughput("pgqueuer", setting, jobs, enqueued, drained)
 
 
@@ -254,28 +170,23 @@ async def run(server_url: str, jobs: int, workers: int) -> list[Throughput]:
     """Each system across its settings, in turn, each run on its own database of the same
     server; this project's first row is its shipped setting."""
     rows = [await ours(server_url, jobs, workers, ahead) for ahead in OUR_AHEAD]
-    rows += await pgqueuer_sweep(server_url, jobs, 1, workers)
+    rows += await pgqueuer_sweep(server_url, jobs, 1)
     for processes in PROCESSES:
-        rows.append(await ours_processes(server_url, jobs, processes, workers))
-        rows += await pgqueuer_sweep(server_url, jobs, processes, workers)
+        rows.append(await ours(server_url, jobs, workers, processes=processes))
+        rows += await pgqueuer_sweep(server_url, jobs, processes)
     for concurrency, delete_jobs in PROCRASTINATE_SETTINGS:
         rows.append(await procrastinate(server_url, min(jobs, 5_000), concurrency, delete_jobs))
     return rows
 
 
-async def pgqueuer_sweep(
-    server_url: str, jobs: int, processes: int, workers: int
-) -> list[Throughput]:
+async def pgqueuer_sweep(server_url: str, jobs: int, processes: int) -> list[Throughput]:
     """pgqueuer in `processes` processes, its batch size from 10 up, times 4 while the
     drain still gains 5 %."""
     rows: list[Throughput] = []
     best = 0.0
     batch = PGQUEUER_FIRST_BATCH
     while batch <= PGQUEUER_MOST_BATCH:
-        if processes == 1:
-            row = await pgqueuer(server_url, jobs, workers, batch)
-        else:
-            row = await pgqueuer_processes(server_url, jobs, processes, batch)
+        row = await pgqueuer(server_url, jobs, processes, batch)
         rows.append(row)
         if row.drain_rate < best * GAIN:
             break

@@ -23,6 +23,7 @@ from bench import drainers, server_load, services
 from bench.databases import scratch
 from db import migrations
 from db.settings import asyncpg_dsn
+from engine import batching
 
 FEN = "8/8/6P1/4R3/8/6k1/2r5/6K1 b - - 0 1"
 
@@ -86,7 +87,8 @@ async def drain(
                 jobs,
             )
             await connection.execute("VACUUM ANALYZE analyses")
-            command = ["bench.noop_worker", url, str(slots), str(int(claim_ahead))]
+            ahead = batching.MOST_AHEAD_PER_SLOT if claim_ahead else 0
+            command = ["bench.noop_worker", url, str(slots), str(ahead)]
             async with drainers.ready([command] * processes) as go:
                 wal_before = await server_load.wal_lsn(url)
                 cpu_before = server_load.cpu_seconds(postmaster)
