@@ -14,6 +14,7 @@ its best, never at a default.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -39,6 +40,11 @@ class Throughput:
     jobs: int
     enqueue_seconds: float
     drain_seconds: float
+    processes: int = 1
+    knob: int = 0
+    """This project's claim-ahead bound, pgqueuer's batch size."""
+    repeat: bool = False
+    """A repeat of the system's best setting (the headline compares their medians)."""
 
     @property
     def drain_rate(self) -> float:
@@ -72,7 +78,9 @@ async def ours(
     setting = f"claim ahead <= {most_ahead_per_slot}/slot"
     if processes > 1:
         setting = f"{processes} processes x {slots} slots, {setting}"
-    return Throughput("chess-analysis", setting, jobs, enqueued, drained)
+    return Throughput(
+        "chess-analysis", setting, jobs, enqueued, drained, processes, most_ahead_per_slot
+    )
 
 
 async def enqueue(database: AsyncEngine, jobs: int) -> float:
@@ -118,7 +126,7 @@ async def pgqueuer(server_url: str, jobs: int, processes: int, batch_size: int) 
     setting = f"batch_size={batch_size}"
     if processes > 1:
         setting = f"{processes} processes, {setting}"
-    return Throughput("pgqueuer", setting, jobs, enqueued, drained)
+    return Throughput("pgqueuer", setting, jobs, enqueued, drained, processes, batch_size)
 
 
 async def procrastinate(
@@ -164,6 +172,9 @@ PGQUEUER_MOST_BATCH = 10_000
 PROCRASTINATE_SETTINGS = [(8, "never"), (32, "never"), (32, "always"), (128, "never")]
 OUR_AHEAD = [batching.MOST_AHEAD_PER_SLOT, 4, 64]
 PROCESSES = [2, 4]
+REPEATS = 3
+"""Runs of each system's best setting, taken in turns, whose medians make the headline:
+one run on a shared 2-core machine varies by about a tenth."""
 
 
 async def run(server_url: str, jobs: int, workers: int) -> list[Throughput]:
@@ -176,6 +187,13 @@ async def run(server_url: str, jobs: int, workers: int) -> list[Throughput]:
         rows += await pgqueuer_sweep(server_url, jobs, processes)
     for concurrency, delete_jobs in PROCRASTINATE_SETTINGS:
         rows.append(await procrastinate(server_url, min(jobs, 5_000), concurrency, delete_jobs))
+    best = best_of(rows)
+    ours_best, pgqueuer_best = best["chess-analysis"], best["pgqueuer"]
+    for _ in range(REPEATS):
+        again = await ours(server_url, jobs, workers, ours_best.knob, ours_best.processes)
+        rows.append(dataclasses.replace(again, repeat=True))
+        again = await pgqueuer(server_url, jobs, pgqueuer_best.processes, pgqueuer_best.knob)
+        rows.append(dataclasses.replace(again, repeat=True))
     return rows
 
 
