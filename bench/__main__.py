@@ -277,7 +277,7 @@ def queue_lines(rows: list[dict[str, Any]]) -> list[str]:
     for row in rows:
         again = " (again)" if row.get("repeat") else ""
         lines.append(
-            f"queue drain  {row['system']:<15} {row['setting'] + again:<48}"
+            f"queue drain  {row['system']:<15} {row['setting'] + again:<56}"
             f" {row['drain_rate']:>9.0f} jobs/s   enqueue {row['enqueue_rate']:>9.0f} jobs/s"
         )
         if row.get("repeat"):
@@ -292,7 +292,7 @@ def queue_lines(rows: list[dict[str, Any]]) -> list[str]:
         how = f"median of {len(repeats[system])}" if system in repeats else "one run"
         setting = (repeats.get(system) or [best[system]])[0]["setting"]
         lines.append(
-            f"queue best   {system:<15} {setting:<48} {rate:>9.0f} jobs/s ({how})"
+            f"queue best   {system:<15} {setting:<56} {rate:>9.0f} jobs/s ({how})"
             f"   ours/this {ours / rate:.2f}x"
         )
     return lines
