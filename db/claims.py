@@ -391,7 +391,9 @@ RENEW_LEASES = """
     -- was cut off from the database keeps what nobody has taken back meanwhile.
     UPDATE analyses AS a
        SET lease_expires_at = now() + make_interval(secs => $3), updated_at = now()
-     WHERE (a.id = ANY ($2::uuid[]) OR a.run_id = ANY ($2::uuid[]))
+     -- by primary key, as the exchange finds the rows it ends
+     WHERE a.id = ANY ($2::uuid[] || ARRAY(SELECT r.id FROM analyses AS r
+                                            WHERE r.run_id = ANY ($2::uuid[])))
        AND a.status = 'running' AND a.worker_id = $1
     RETURNING coalesce(a.run_id, a.id) AS id,
               a.cancel_requested_at IS NOT NULL AS cancel_requested,
