@@ -12,8 +12,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from bench.noop_worker import NO_OP_RESULT
-from bench.queue_throughput import FEN
+from bench.noop_worker import FEN, NO_OP_RESULT
 from db import claims, submissions, tenants
 from db.session import create_pool
 from db.settings import DatabaseSettings

@@ -12,6 +12,9 @@ import asyncio
 import os
 import socket
 import sys
+import time
+
+import asyncpg
 
 from bench.drainers import say, wait_for_go
 from db import claims
@@ -20,6 +23,27 @@ from db.session import create_pool
 from db.settings import DatabaseSettings
 from engine import batching
 from engine.settings import EngineSettings
+
+FEN = "8/8/6P1/4R3/8/6k1/2r5/6K1 b - - 0 1"
+"""The position of every no-op job (never searched)."""
+
+
+async def store_jobs(connection: asyncpg.Connection, jobs: int) -> float:
+    """Seconds to queue `jobs` no-op analyses in one statement, as a bulk import would."""
+    started = time.perf_counter()
+    await connection.execute(
+        "INSERT INTO analyses (fen, num_moves_to_return, time_limit)"
+        " SELECT $1, 1, 0.1 FROM generate_series(1, $2::integer)",
+        FEN,
+        jobs,
+    )
+    return time.perf_counter() - started
+
+
+async def assert_all_done(connection: asyncpg.Connection, jobs: int) -> None:
+    done = await connection.fetchval("SELECT count(*) FROM analyses WHERE status = 'done'")
+    assert done == jobs, f"every job written DONE: {done} of {jobs}"
+
 
 NO_OP_RESULT = [ResultLine(rank=1, centipawn_score=0, mate_score=None, pv=(), pv_san=(), depth=0)]
 

@@ -19,16 +19,15 @@ import json
 import time
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+import asyncpg
 
-from bench import drainers
+from bench import drainers, noop_worker
 from bench.databases import scratch
+from bench.noop_worker import FEN
 from db import migrations
-from db.session import create_engine
-from db.settings import DatabaseSettings, asyncpg_dsn
+from db.settings import asyncpg_dsn
 from engine import batching
 
-FEN = "8/8/6P1/4R3/8/6k1/2r5/6K1 b - - 0 1"
 TIMEOUT_SECONDS = 600
 
 
@@ -65,42 +64,22 @@ async def ours(
     """`processes` worker processes of `slots` slots each (`bench.noop_worker`)."""
     async with scratch(server_url, "ours") as url:
         await asyncio.to_thread(migrations.upgrade, url)
-        database = create_engine(DatabaseSettings(), url, application_name="bench")
+        connection = await asyncpg.connect(asyncpg_dsn(url))
         try:
-            enqueued = await enqueue(database, jobs)
+            enqueued = await noop_worker.store_jobs(connection, jobs)
             command = ["bench.noop_worker", url, str(slots), str(most_ahead_per_slot)]
             async with drainers.ready([command] * processes) as go:
                 drained, counts = await go()
             assert sum(counts) == jobs, counts
-            await assert_all_done(database, jobs)
+            await noop_worker.assert_all_done(connection, jobs)
         finally:
-            await database.dispose()
+            await connection.close()
     setting = f"claim ahead <= {most_ahead_per_slot}/slot"
     if processes > 1:
         setting = f"{processes} processes x {slots} slots, {setting}"
     return Throughput(
         "chess-analysis", setting, jobs, enqueued, drained, processes, most_ahead_per_slot
     )
-
-
-async def enqueue(database: AsyncEngine, jobs: int) -> float:
-    """Seconds to store `jobs` analyses in one statement, as a bulk import would."""
-    started = time.perf_counter()
-    async with database.begin() as connection:
-        await connection.exec_driver_sql(
-            "INSERT INTO analyses (fen, num_moves_to_return, time_limit)"
-            f" SELECT $1, 1, 0.1 FROM generate_series(1, {jobs})",
-            (FEN,),
-        )
-    return time.perf_counter() - started
-
-
-async def assert_all_done(database: AsyncEngine, jobs: int) -> None:
-    async with database.connect() as connection:
-        finished = await connection.exec_driver_sql(
-            "SELECT count(*) FROM analyses WHERE status = 'done'"
-        )
-        assert finished.scalar_one() == jobs, "every job written DONE"
 
 
 async def pgqueuer(server_url: str, jobs: int, processes: int, batch_size: int) -> Throughput:

@@ -19,13 +19,11 @@ from pathlib import Path
 
 import asyncpg
 
-from bench import drainers, server_load, services
+from bench import drainers, noop_worker, server_load, services
 from bench.databases import scratch
 from db import migrations
 from db.settings import asyncpg_dsn
 from engine import batching
-
-FEN = "8/8/6P1/4R3/8/6k1/2r5/6K1 b - - 0 1"
 
 AHEAD_RUNS = [(1, 1), (1, 2), (1, 8), (1, 32), (2, 8), (4, 8), (8, 8)]
 """(worker processes, slots each) while claiming ahead."""
@@ -80,12 +78,7 @@ async def drain(
         await asyncio.to_thread(migrations.upgrade, url)
         connection = await asyncpg.connect(asyncpg_dsn(url))
         try:
-            await connection.execute(
-                "INSERT INTO analyses (fen, num_moves_to_return, time_limit)"
-                " SELECT $1, 1, 0.1 FROM generate_series(1, $2::integer)",
-                FEN,
-                jobs,
-            )
+            await noop_worker.store_jobs(connection, jobs)
             await connection.execute("VACUUM ANALYZE analyses")
             ahead = batching.MOST_AHEAD_PER_SLOT if claim_ahead else 0
             command = ["bench.noop_worker", url, str(slots), str(ahead)]
@@ -101,8 +94,7 @@ async def drain(
                 cpu_after = server_load.cpu_seconds(postmaster)
                 wal_after = await server_load.wal_lsn(url)
             assert sum(counts) == jobs, counts
-            done = await connection.fetchval("SELECT count(*) FROM analyses WHERE status = 'done'")
-            assert done == jobs, "every job written DONE"
+            await noop_worker.assert_all_done(connection, jobs)
         finally:
             await connection.close()
     cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
